@@ -1,0 +1,1 @@
+//! Builder and Scheduler on the Docker Engine API (bollard) for the paas SDK.

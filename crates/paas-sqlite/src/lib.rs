@@ -1,0 +1,1 @@
+//! Durable ReleaseStore for the paas SDK on SQLite (sqlx), the default store of a paas platform.
