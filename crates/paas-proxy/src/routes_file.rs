@@ -1,0 +1,171 @@
+//! The routes file of the standalone `proxy` binary:
+//! `{"apps": {"NAME": {"hosts": ["..."], "endpoints": ["127.0.0.1:9001"], "balance": "round_robin"}}}`
+//! (`hosts` and `balance` optional). Errors name the field (`apps.web.endpoints[1]`) and the
+//! rule.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use paas_core::{AppName, Domain, Error, Result, Route};
+use serde_json::Value;
+
+use crate::settings::Balance;
+
+/// A parsed routes file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RoutesFile {
+    /// One route per app, sorted by app.
+    pub routes: Vec<Route>,
+    /// Balancing modes given in the file.
+    pub balance: BTreeMap<AppName, Balance>,
+}
+
+fn bad(field: &str, rule: impl std::fmt::Display) -> Error {
+    Error::invalid(format!("{field}: {rule}")).with_operation("parse routes file")
+}
+
+impl RoutesFile {
+    /// Parses and validates the JSON text. Nothing is partially accepted.
+    pub fn parse(text: &str) -> Result<Self> {
+        let root: Value = serde_json::from_str(text).map_err(|e| {
+            bad(
+                "routes file",
+                format!("not valid JSON (line {}, column {}): {e}", e.line(), e.column()),
+            )
+        })?;
+        let Value::Object(root) = root else {
+            return Err(bad("routes file", "must be a JSON object with an \"apps\" field"));
+        };
+        for key in root.keys() {
+            if key != "apps" {
+                return Err(bad(key, "unknown field (expected only \"apps\")"));
+            }
+        }
+        let Some(apps) = root.get("apps") else {
+            return Err(bad("apps", "missing (an object of app name to route)"));
+        };
+        let Value::Object(apps) = apps else {
+            return Err(bad("apps", "must be an object of app name to route"));
+        };
+        let mut out = RoutesFile::default();
+        let mut owners: BTreeMap<Domain, AppName> = BTreeMap::new();
+        for (name, spec) in apps {
+            let field = format!("apps.{name}");
+            let app = AppName::new(name.clone()).map_err(|e| bad(&field, e.message()))?;
+            let Value::Object(spec) = spec else {
+                return Err(bad(&field, "must be an object with \"endpoints\" (and optional \"hosts\", \"balance\")"));
+            };
+            for key in spec.keys() {
+                if !matches!(key.as_str(), "hosts" | "endpoints" | "balance") {
+                    return Err(bad(
+                        &format!("{field}.{key}"),
+                        "unknown field (expected \"hosts\", \"endpoints\" or \"balance\")",
+                    ));
+                }
+            }
+            let mut hosts = Vec::new();
+            match spec.get("hosts") {
+                None | Some(Value::Null) => {}
+                Some(Value::Array(items)) => {
+                    for (i, h) in items.iter().enumerate() {
+                        let f = format!("{field}.hosts[{i}]");
+                        let Value::String(h) = h else {
+                            return Err(bad(&f, "must be a string"));
+                        };
+                        let d = Domain::new(h.clone()).map_err(|e| bad(&f, e.message()))?;
+                        if let Some(other) = owners.insert(d.clone(), app.clone()) {
+                            if other != app {
+                                return Err(bad(
+                                    &f,
+                                    format!("host \"{d}\" is already listed by app \"{other}\""),
+                                ));
+                            }
+                        }
+                        if !hosts.contains(&d) {
+                            hosts.push(d);
+                        }
+                    }
+                }
+                Some(_) => return Err(bad(&format!("{field}.hosts"), "must be an array of hostnames")),
+            }
+            let mut endpoints = Vec::new();
+            match spec.get("endpoints") {
+                Some(Value::Array(items)) => {
+                    for (i, e) in items.iter().enumerate() {
+                        let f = format!("{field}.endpoints[{i}]");
+                        let Value::String(e) = e else {
+                            return Err(bad(&f, "must be a string \"IP:PORT\""));
+                        };
+                        let addr: SocketAddr = e.parse().map_err(|_| {
+                            bad(&f, format!("\"{}\" is not an IP:PORT address", e.escape_debug()))
+                        })?;
+                        if addr.port() == 0 {
+                            return Err(bad(&f, "port must not be 0"));
+                        }
+                        endpoints.push(addr);
+                    }
+                }
+                None => return Err(bad(&format!("{field}.endpoints"), "missing (an array of \"IP:PORT\")")),
+                Some(_) => return Err(bad(&format!("{field}.endpoints"), "must be an array of \"IP:PORT\"")),
+            }
+            match spec.get("balance") {
+                None | Some(Value::Null) => {}
+                Some(Value::String(b)) => {
+                    let b: Balance = b.parse().map_err(|e: Error| bad(&format!("{field}.balance"), e.message()))?;
+                    out.balance.insert(app.clone(), b);
+                }
+                Some(_) => {
+                    return Err(bad(
+                        &format!("{field}.balance"),
+                        "must be \"least_in_flight\" or \"round_robin\"",
+                    ))
+                }
+            }
+            out.routes.push(Route { app, hosts, endpoints });
+        }
+        out.routes.sort_by(|a, b| a.app.cmp(&b.app));
+        Ok(out)
+    }
+}
+
+impl crate::ProxyRouter {
+    /// Applies a parsed routes file: balancing modes, then the whole table in one swap.
+    pub fn apply_routes_file(&self, file: &RoutesFile) -> Result<()> {
+        for (app, b) in &file.balance {
+            self.set_balance(app, *b);
+        }
+        self.replace_routes(file.routes.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_names_bad_fields() {
+        let f = RoutesFile::parse(
+            r#"{"apps": {"web": {"hosts": ["www.example.com", "*.example.org"], "endpoints": ["127.0.0.1:9001", "[::1]:9002"], "balance": "round_robin"}, "api": {"endpoints": []}}}"#,
+        )
+        .unwrap();
+        assert_eq!(f.routes.len(), 2);
+        assert_eq!(f.routes[0].app.as_str(), "api");
+        assert_eq!(f.routes[1].endpoints.len(), 2);
+        assert_eq!(f.balance.values().next(), Some(&Balance::RoundRobin));
+
+        for (text, field) in [
+            (r#"{"apps": {"web": {"endpoints": ["127.0.0.1"]}}}"#, "apps.web.endpoints[0]"),
+            (r#"{"apps": {"Web": {"endpoints": []}}}"#, "apps.Web"),
+            (r#"{"apps": {"web": {"hosts": ["A.com"], "endpoints": []}}}"#, "apps.web.hosts[0]"),
+            (r#"{"apps": {"web": {}}}"#, "apps.web.endpoints"),
+            (r#"{"apps": {"web": {"endpoints": [], "balance": "random"}}}"#, "apps.web.balance"),
+            (r#"{"apps": {"web": {"endpoints": [], "port": 1}}}"#, "apps.web.port"),
+            (r#"{"apps": {"a": {"hosts": ["x.com"], "endpoints": []}, "b": {"hosts": ["x.com"], "endpoints": []}}}"#, "apps.b.hosts[0]"),
+            (r#"{"routes": {}}"#, "routes"),
+            (r#"{"apps": "#, "routes file"),
+        ] {
+            let e = RoutesFile::parse(text).unwrap_err();
+            assert!(e.message().starts_with(&format!("{field}:")), "{text}: {e}");
+        }
+    }
+}

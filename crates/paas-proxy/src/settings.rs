@@ -1,0 +1,220 @@
+//! [`ProxySettings`]: everything a [`ProxyRouter`](crate::ProxyRouter) can be tuned with.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use paas_core::{AppName, Domain, Error, Result};
+use serde::{Deserialize, Serialize};
+
+/// How requests are spread over an app's endpoints.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    /// Pick two endpoints at random and send to the one with fewer requests in flight
+    /// ("power of two choices"): adapts to slow endpoints without global coordination.
+    #[default]
+    LeastInFlight,
+    /// Take the endpoints in turn.
+    RoundRobin,
+}
+
+impl std::str::FromStr for Balance {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "least_in_flight" => Ok(Balance::LeastInFlight),
+            "round_robin" => Ok(Balance::RoundRobin),
+            other => Err(Error::invalid(format!(
+                "invalid balance \"{}\": must be \"least_in_flight\" or \"round_robin\"",
+                other.escape_debug()
+            ))),
+        }
+    }
+}
+
+/// What an active health check does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HealthProbe {
+    /// A TCP connect succeeds.
+    Tcp,
+    /// `GET path` answers with a status below 400.
+    Http {
+        /// Path, starting with `/`.
+        path: String,
+    },
+}
+
+/// Active health checks: every `interval`, each routed endpoint is probed; after
+/// `unhealthy_threshold` failures in a row it gets no requests, after `healthy_threshold`
+/// successes in a row it gets them again.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ActiveHealthCheck {
+    /// The probe.
+    pub probe: HealthProbe,
+    /// Time between probes of one endpoint.
+    pub interval: Duration,
+    /// A probe slower than this fails.
+    pub timeout: Duration,
+    /// Failures in a row that take an endpoint out.
+    pub unhealthy_threshold: u32,
+    /// Successes in a row that bring it back.
+    pub healthy_threshold: u32,
+}
+
+impl ActiveHealthCheck {
+    /// TCP connect checks every 2 s (1 s timeout, out after 2 failures, back after 1 success).
+    pub fn tcp() -> Self {
+        ActiveHealthCheck {
+            probe: HealthProbe::Tcp,
+            interval: Duration::from_secs(2),
+            timeout: Duration::from_secs(1),
+            unhealthy_threshold: 2,
+            healthy_threshold: 1,
+        }
+    }
+
+    /// HTTP `GET path` checks, with the same timings as [`ActiveHealthCheck::tcp`].
+    pub fn http(path: impl Into<String>) -> Self {
+        ActiveHealthCheck {
+            probe: HealthProbe::Http { path: path.into() },
+            ..Self::tcp()
+        }
+    }
+
+    /// Sets the interval.
+    pub fn with_interval(mut self, interval: Duration) -> Self {
+        self.interval = interval;
+        self
+    }
+
+    /// Sets the probe timeout.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets the thresholds (failures to go out, successes to come back).
+    pub fn with_thresholds(mut self, unhealthy: u32, healthy: u32) -> Self {
+        self.unhealthy_threshold = unhealthy;
+        self.healthy_threshold = healthy;
+        self
+    }
+}
+
+/// Settings of a [`ProxyRouter`](crate::ProxyRouter). Start from [`ProxySettings::default`] and
+/// change fields; [`ProxySettings::validate`] (called by `ProxyRouter::new`) names any field
+/// that breaks a rule.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ProxySettings {
+    /// Base domain of the default host scheme: app `foo` answers at `foo.<base_domain>` (any port
+    /// in `Host` is ignored) besides its route's own hosts. `None` turns the scheme off.
+    /// Default `localhost`.
+    pub base_domain: Option<String>,
+    /// Balancing mode of apps without their own. Default [`Balance::LeastInFlight`].
+    pub balance: Balance,
+    /// Balancing mode per app.
+    pub app_balance: BTreeMap<AppName, Balance>,
+    /// Timeout of a TCP connect to an endpoint. Default 3 s.
+    pub connect_timeout: Duration,
+    /// A request head must arrive within this time from its first byte (and a new connection
+    /// must send one within this time): slow clients are cut off. Default 10 s.
+    pub header_read_timeout: Duration,
+    /// A keep-alive connection with nothing in flight is closed after this long; a request body
+    /// that stalls this long is cut. Default 60 s.
+    pub idle_timeout: Duration,
+    /// Largest request head (request line and headers) accepted; larger gets 431. Default
+    /// 16 KiB.
+    pub max_header_bytes: usize,
+    /// Largest request body accepted; larger gets 413. Default `None` (no limit).
+    pub max_body_bytes: Option<u64>,
+    /// Upgraded connections (WebSocket) to a removed endpoint are closed this long after the
+    /// removal. Also the time `serve` gives open connections at shutdown. Default 30 s.
+    pub drain_timeout: Duration,
+    /// An endpoint that refused a connection gets no requests for this long (passive health).
+    /// Default 5 s.
+    pub ejection_time: Duration,
+    /// Retry an idempotent request without a body once on another endpoint when it could not
+    /// be sent. Default true.
+    pub retry_idempotent: bool,
+    /// Idle upstream connections are closed after this long. Default 60 s.
+    pub pool_idle_timeout: Duration,
+    /// Idle upstream connections kept per endpoint. Default 256.
+    pub pool_max_idle_per_endpoint: usize,
+    /// Active health checks; `None` (default) relies on passive health only (the scheduler
+    /// already checks processes before they are routed).
+    pub health_check: Option<ActiveHealthCheck>,
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        ProxySettings {
+            base_domain: Some("localhost".to_string()),
+            balance: Balance::LeastInFlight,
+            app_balance: BTreeMap::new(),
+            connect_timeout: Duration::from_secs(3),
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_header_bytes: 16 * 1024,
+            max_body_bytes: None,
+            drain_timeout: Duration::from_secs(30),
+            ejection_time: Duration::from_secs(5),
+            retry_idempotent: true,
+            pool_idle_timeout: Duration::from_secs(60),
+            pool_max_idle_per_endpoint: 256,
+            health_check: None,
+        }
+    }
+}
+
+impl ProxySettings {
+    /// Checks every field; the error names the field and the rule.
+    pub fn validate(&self) -> Result<()> {
+        fn positive(name: &str, d: Duration) -> Result<()> {
+            if d.is_zero() {
+                Err(Error::invalid(format!("{name} must be greater than zero")))
+            } else {
+                Ok(())
+            }
+        }
+        if let Some(base) = &self.base_domain {
+            let d = Domain::new(base.clone())
+                .map_err(|e| Error::invalid(format!("base_domain: {}", e.message())))?;
+            if d.as_str().starts_with("*.") {
+                return Err(Error::invalid("base_domain must not be a wildcard"));
+            }
+        }
+        positive("connect_timeout", self.connect_timeout)?;
+        positive("header_read_timeout", self.header_read_timeout)?;
+        positive("idle_timeout", self.idle_timeout)?;
+        positive("drain_timeout", self.drain_timeout)?;
+        positive("pool_idle_timeout", self.pool_idle_timeout)?;
+        if !(1024..=1024 * 1024).contains(&self.max_header_bytes) {
+            return Err(Error::invalid(
+                "max_header_bytes must be between 1024 and 1048576",
+            ));
+        }
+        if let Some(hc) = &self.health_check {
+            positive("health_check.interval", hc.interval)?;
+            positive("health_check.timeout", hc.timeout)?;
+            if hc.unhealthy_threshold == 0 || hc.healthy_threshold == 0 {
+                return Err(Error::invalid(
+                    "health_check thresholds must be at least 1",
+                ));
+            }
+            if let HealthProbe::Http { path } = &hc.probe {
+                let ok = path.starts_with('/')
+                    && path.len() <= 1024
+                    && path.bytes().all(|b| b.is_ascii_graphic());
+                if !ok {
+                    return Err(Error::invalid(
+                        "health_check.path must start with '/' and contain only visible ASCII (at most 1024 characters)",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}

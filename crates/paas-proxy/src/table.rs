@@ -1,0 +1,272 @@
+//! The route table (an immutable snapshot swapped whole), endpoints with their live state, and
+//! load balancing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use http::uri::Authority;
+use paas_core::{AppName, Route};
+use tokio::sync::Notify;
+
+use crate::metrics::AppMetrics;
+use crate::settings::Balance;
+
+/// Milliseconds since a process-wide epoch: a cheap monotonic clock for atomics.
+pub(crate) fn now_ms() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+}
+
+/// One upstream address and its live state. Shared by every table that routes to it, so
+/// in-flight counts survive route swaps.
+#[derive(Debug)]
+pub(crate) struct Endpoint {
+    pub(crate) addr: SocketAddr,
+    pub(crate) authority: Authority,
+    /// Requests (until their response body ends) and upgraded connections in flight.
+    pub(crate) in_flight: AtomicUsize,
+    /// Set when no route lists the endpoint any more: no new request may start on it.
+    pub(crate) removed: AtomicBool,
+    /// Bumped at each removal, so a stale tunnel-closing timer does nothing.
+    pub(crate) removal_gen: AtomicU64,
+    /// Passive health: no requests until this time (`now_ms`).
+    pub(crate) ejected_until: AtomicU64,
+    /// Active health.
+    pub(crate) healthy: AtomicBool,
+    pub(crate) probe_failures: AtomicU32,
+    pub(crate) probe_successes: AtomicU32,
+    /// Notified when `in_flight` drops to zero.
+    pub(crate) idle: Notify,
+    /// Set (and `close_tunnels` notified) when upgraded connections must end.
+    pub(crate) closing: AtomicBool,
+    pub(crate) close_tunnels: Notify,
+}
+
+impl Endpoint {
+    pub(crate) fn new(addr: SocketAddr) -> Self {
+        let authority = Authority::try_from(addr.to_string().as_str())
+            .unwrap_or_else(|_| Authority::from_static("127.0.0.1"));
+        Endpoint {
+            addr,
+            authority,
+            in_flight: AtomicUsize::new(0),
+            removed: AtomicBool::new(false),
+            removal_gen: AtomicU64::new(0),
+            ejected_until: AtomicU64::new(0),
+            healthy: AtomicBool::new(true),
+            probe_failures: AtomicU32::new(0),
+            probe_successes: AtomicU32::new(0),
+            idle: Notify::new(),
+            closing: AtomicBool::new(false),
+            close_tunnels: Notify::new(),
+        }
+    }
+
+    pub(crate) fn usable(&self, now: u64) -> bool {
+        self.healthy.load(Ordering::Relaxed) && self.ejected_until.load(Ordering::Relaxed) <= now
+    }
+
+    pub(crate) fn eject(&self, until: u64) {
+        self.ejected_until.store(until, Ordering::Relaxed);
+    }
+}
+
+/// Counts one request (or upgraded connection) in flight on an endpoint and for an app until
+/// dropped.
+#[derive(Debug)]
+pub(crate) struct InFlight {
+    pub(crate) endpoint: Arc<Endpoint>,
+    pub(crate) metrics: Arc<AppMetrics>,
+}
+
+impl InFlight {
+    /// Counts a new request on `endpoint`, unless the endpoint was removed meanwhile (then
+    /// `None`: pick again from a fresh table). The SeqCst pair (increment, then read `removed`)
+    /// against (store `removed`, then read `in_flight` in `drain`) guarantees that a drain
+    /// which saw zero is never followed by a request on a removed endpoint.
+    pub(crate) fn start(endpoint: &Arc<Endpoint>, metrics: &Arc<AppMetrics>) -> Option<Self> {
+        endpoint.in_flight.fetch_add(1, Ordering::SeqCst);
+        if endpoint.removed.load(Ordering::SeqCst) {
+            if endpoint.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+                endpoint.idle.notify_waiters();
+            }
+            return None;
+        }
+        metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+        Some(InFlight {
+            endpoint: endpoint.clone(),
+            metrics: metrics.clone(),
+        })
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if self.endpoint.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.endpoint.idle.notify_waiters();
+        }
+    }
+}
+
+/// An app's entry in a table snapshot.
+#[derive(Debug)]
+pub(crate) struct AppEntry {
+    pub(crate) route: Route,
+    pub(crate) endpoints: Vec<Arc<Endpoint>>,
+    pub(crate) balance: Balance,
+    pub(crate) rr: AtomicUsize,
+    pub(crate) metrics: Arc<AppMetrics>,
+}
+
+impl AppEntry {
+    /// Picks an endpoint that is healthy and not ejected, avoiding `avoid` when another one
+    /// is usable.
+    pub(crate) fn pick(&self, avoid: Option<&Arc<Endpoint>>) -> Option<&Arc<Endpoint>> {
+        let eps = &self.endpoints;
+        let n = eps.len();
+        if n == 0 {
+            return None;
+        }
+        let now = now_ms();
+        let ok = |i: usize| {
+            let e = &eps[i];
+            e.usable(now) && avoid.is_none_or(|a| !Arc::ptr_eq(a, e))
+        };
+        if n == 1 {
+            return ok(0).then(|| &eps[0]);
+        }
+        match self.balance {
+            Balance::LeastInFlight => {
+                let a = fastrand::usize(..n);
+                let mut b = fastrand::usize(..n - 1);
+                if b >= a {
+                    b += 1;
+                }
+                match (ok(a), ok(b)) {
+                    (true, true) => {
+                        let la = eps[a].in_flight.load(Ordering::Relaxed);
+                        let lb = eps[b].in_flight.load(Ordering::Relaxed);
+                        Some(if lb < la { &eps[b] } else { &eps[a] })
+                    }
+                    (true, false) => Some(&eps[a]),
+                    (false, true) => Some(&eps[b]),
+                    (false, false) => {
+                        let start = fastrand::usize(..n);
+                        (0..n).map(|i| (start + i) % n).find(|&i| ok(i)).map(|i| &eps[i])
+                    }
+                }
+            }
+            Balance::RoundRobin => {
+                let start = self.rr.fetch_add(1, Ordering::Relaxed);
+                (0..n)
+                    .map(|i| (start.wrapping_add(i)) % n)
+                    .find(|&i| ok(i))
+                    .map(|i| &eps[i])
+            }
+        }
+    }
+}
+
+/// An immutable snapshot of the whole table.
+#[derive(Debug, Default)]
+pub(crate) struct Table {
+    pub(crate) apps: BTreeMap<AppName, Arc<AppEntry>>,
+    exact: HashMap<Box<str>, Arc<AppEntry>>,
+    /// Wildcard suffixes (`example.com` for `*.example.com`).
+    wildcards: HashMap<Box<str>, Arc<AppEntry>>,
+}
+
+impl Table {
+    /// Builds a snapshot; explicit hosts win over default `<app>.<base>` hosts.
+    pub(crate) fn build(apps: BTreeMap<AppName, Arc<AppEntry>>, base: Option<&str>) -> Self {
+        let mut exact: HashMap<Box<str>, Arc<AppEntry>> = HashMap::new();
+        let mut wildcards = HashMap::new();
+        if let Some(base) = base {
+            for (name, entry) in &apps {
+                exact.insert(format!("{name}.{base}").into(), entry.clone());
+            }
+        }
+        for entry in apps.values() {
+            for host in &entry.route.hosts {
+                match host.as_str().strip_prefix("*.") {
+                    Some(suffix) => {
+                        wildcards.insert(suffix.into(), entry.clone());
+                    }
+                    None => {
+                        exact.insert(host.as_str().into(), entry.clone());
+                    }
+                }
+            }
+        }
+        Table {
+            apps,
+            exact,
+            wildcards,
+        }
+    }
+
+    /// The app serving `host` (lowercase, without port or trailing dot): an exact host first,
+    /// then the most specific wildcard.
+    pub(crate) fn lookup(&self, host: &str) -> Option<&Arc<AppEntry>> {
+        if let Some(e) = self.exact.get(host) {
+            return Some(e);
+        }
+        if self.wildcards.is_empty() {
+            return None;
+        }
+        let mut rest = host;
+        while let Some(dot) = rest.find('.') {
+            rest = &rest[dot + 1..];
+            if rest.is_empty() {
+                break;
+            }
+            if let Some(e) = self.wildcards.get(rest) {
+                return Some(e);
+            }
+        }
+        None
+    }
+}
+
+/// Normalizes a `Host` value: strips the port and a trailing dot, lowercases. `None` when the
+/// value is not a plausible host.
+pub(crate) fn normalize_host(raw: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
+    let s = std::str::from_utf8(raw).ok()?;
+    let host = if let Some(rest) = s.strip_prefix('[') {
+        // IPv6 literal: keep the brackets' content.
+        &rest[..rest.find(']')?]
+    } else {
+        match s.rfind(':') {
+            Some(i) if s[i + 1..].bytes().all(|b| b.is_ascii_digit()) => &s[..i],
+            Some(_) => return None,
+            None => s,
+        }
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.is_empty() {
+        return None;
+    }
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Some(std::borrow::Cow::Owned(host.to_ascii_lowercase()))
+    } else {
+        Some(std::borrow::Cow::Borrowed(host))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_normalize() {
+        assert_eq!(normalize_host(b"Foo.Localhost:8080").unwrap(), "foo.localhost");
+        assert_eq!(normalize_host(b"foo.localhost.").unwrap(), "foo.localhost");
+        assert_eq!(normalize_host(b"[::1]:80").unwrap(), "::1");
+        assert!(normalize_host(b"a:b").is_none());
+        assert!(normalize_host(b":80").is_none());
+    }
+}
