@@ -1,0 +1,2 @@
+//! Placeholder; the push benchmark is written next.
+fn main() {}

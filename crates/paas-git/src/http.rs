@@ -1,0 +1,1102 @@
+//! [`GitHttpService`]: git's smart-HTTP protocol (push, clone, fetch) as a tower `Service`.
+//!
+//! Requests are checked here (route, token, app, body size, pkt-line framing, pushed ref names,
+//! pack integrity, stale old values) and then handed to `git receive-pack` / `git upload-pack`
+//! in `--stateless-rpc` mode, run with explicit arguments (never through a shell).
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body::{Body, Frame};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited, StreamBody};
+use paas_core::{AppName, CommitId, OutputSender};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use crate::hook::{PushEvent, PushHook};
+use crate::pktline::{self, Pkt, RefCommand, RefStatus};
+use crate::refname;
+use crate::store::{blocking, git_error, GitSourceStore};
+
+/// A boxed, thread-safe error.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The response body of [`GitHttpService`].
+pub type GitBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// Decides whether a token (the password of HTTP Basic credentials) may use the git endpoint.
+/// Cloning is cheap. Its `Debug` output never shows a token.
+#[derive(Clone)]
+pub struct TokenAuth(Arc<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl TokenAuth {
+    /// Accepts exactly `token` (compared in constant time). An empty token accepts nothing.
+    pub fn fixed(token: impl Into<String>) -> Self {
+        let expected = token.into().into_bytes();
+        TokenAuth(Arc::new(move |given: &str| {
+            let given = given.as_bytes();
+            if expected.is_empty() || given.len() != expected.len() {
+                return false;
+            }
+            given
+                .iter()
+                .zip(&expected)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+        }))
+    }
+
+    /// Accepts the tokens for which `check` returns true.
+    pub fn new(check: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
+        TokenAuth(Arc::new(check))
+    }
+
+    /// Whether `token` is accepted.
+    pub fn check(&self, token: &str) -> bool {
+        (self.0)(token)
+    }
+}
+
+impl fmt::Debug for TokenAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenAuth(..)")
+    }
+}
+
+/// Settings of [`GitHttpService`]. Start from `GitHttpSettings::default()` and set fields.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct GitHttpSettings {
+    /// Branches whose pushes call the [`PushHook`] (default `main` and `master`).
+    pub deploy_branches: Vec<String>,
+    /// The largest request body accepted, after gzip decoding (default 512 MiB). Larger
+    /// requests get 413 and change nothing.
+    pub max_body_bytes: usize,
+    /// The `git` executable (default `git`, looked up on `PATH`).
+    pub git_binary: PathBuf,
+    /// While a deploy hook runs silently, a keep-alive packet is sent this often (default 5 s),
+    /// so that proxies do not drop the connection.
+    pub keepalive: Duration,
+    /// The realm in `WWW-Authenticate` (default `paas`).
+    pub realm: String,
+}
+
+impl Default for GitHttpSettings {
+    fn default() -> Self {
+        GitHttpSettings {
+            deploy_branches: vec!["main".into(), "master".into()],
+            max_body_bytes: 512 * 1024 * 1024,
+            git_binary: PathBuf::from("git"),
+            keepalive: Duration::from_secs(5),
+            realm: "paas".into(),
+        }
+    }
+}
+
+/// git's smart-HTTP protocol over a [`GitSourceStore`], as a tower `Service` that hyper or axum
+/// can mount (it sees paths relative to its mount point):
+///
+/// - `GET /<app>.git/info/refs?service=git-upload-pack|git-receive-pack`
+/// - `POST /<app>.git/git-upload-pack` (clone, fetch; protocol v0 and v2)
+/// - `POST /<app>.git/git-receive-pack` (push)
+///
+/// Every request needs HTTP Basic credentials whose password passes the [`TokenAuth`] (any user
+/// name, like Heroku); otherwise 401 with `WWW-Authenticate`. The app's repository must exist
+/// (made by [`paas_core::SourceStore::create_repo`]); otherwise 404. Only `refs/heads/*` may be
+/// pushed. After a push to a deploy branch is stored, the [`PushHook`] runs and its progress
+/// reaches the pusher as `remote:` lines.
+#[derive(Clone)]
+pub struct GitHttpService {
+    inner: Arc<ServiceInner>,
+}
+
+#[derive(Clone)]
+struct ServiceInner {
+    store: GitSourceStore,
+    auth: TokenAuth,
+    settings: GitHttpSettings,
+    hook: Option<Arc<dyn PushHook>>,
+}
+
+impl fmt::Debug for GitHttpService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GitHttpService")
+            .field("store", &self.inner.store)
+            .field("settings", &self.inner.settings)
+            .field("hook", &self.inner.hook)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum GitService {
+    Upload,
+    Receive,
+}
+
+impl GitService {
+    fn name(self) -> &'static str {
+        match self {
+            GitService::Upload => "git-upload-pack",
+            GitService::Receive => "git-receive-pack",
+        }
+    }
+    fn subcommand(self) -> &'static str {
+        match self {
+            GitService::Upload => "upload-pack",
+            GitService::Receive => "receive-pack",
+        }
+    }
+}
+
+enum Route {
+    InfoRefs,
+    Rpc(GitService),
+}
+
+/// Parses `/<app>.git/<route>`. Anything odd (percent-encoding, `..`, `//`, backslashes,
+/// absolute file paths, a bad app name) is `None`, which becomes 404.
+fn parse_path(path: &str) -> Option<(AppName, Route)> {
+    if path.contains('%') || path.contains("..") || path.contains('\\') || path.contains("//") {
+        return None;
+    }
+    let rest = path.strip_prefix('/')?;
+    let (repo, tail) = rest.split_once('/')?;
+    let app = AppName::new(repo.strip_suffix(".git").unwrap_or(repo)).ok()?;
+    let route = match tail {
+        "info/refs" => Route::InfoRefs,
+        "git-upload-pack" => Route::Rpc(GitService::Upload),
+        "git-receive-pack" => Route::Rpc(GitService::Receive),
+        _ => return None,
+    };
+    Some((app, route))
+}
+
+fn full_body(bytes: impl Into<Bytes>) -> GitBody {
+    Full::new(bytes.into())
+        .map_err(|never: Infallible| match never {})
+        .boxed_unsync()
+}
+
+fn text(status: StatusCode, message: impl Into<String>) -> Response<GitBody> {
+    let mut message = message.into();
+    message.push('\n');
+    let mut resp = Response::new(full_body(message));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+fn no_cache(headers: &mut HeaderMap) {
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, max-age=0, must-revalidate"),
+    );
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    headers.insert(
+        header::EXPIRES,
+        HeaderValue::from_static("Fri, 01 Jan 1980 00:00:00 GMT"),
+    );
+}
+
+fn git_response(content_type: &'static str, body: GitBody) -> Response<GitBody> {
+    let mut resp = Response::new(body);
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    no_cache(resp.headers_mut());
+    resp
+}
+
+fn result_type(service: GitService) -> &'static str {
+    match service {
+        GitService::Upload => "application/x-git-upload-pack-result",
+        GitService::Receive => "application/x-git-receive-pack-result",
+    }
+}
+
+/// A response body fed by a channel.
+fn channel_body(rx: mpsc::Receiver<Bytes>) -> GitBody {
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, BoxError>(Frame::data(b)), rx))
+    });
+    StreamBody::new(stream).boxed_unsync()
+}
+
+/// The password of `Authorization: Basic ...`, if well-formed.
+fn basic_password(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (_user, password) = decoded.split_once(':')?;
+    Some(password.to_string())
+}
+
+/// The `Git-Protocol` header, if it is a plausible value (`version=2`); it is passed to
+/// upload-pack through `GIT_PROTOCOL`.
+fn git_protocol(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get("git-protocol")?.to_str().ok()?;
+    let ok = !value.is_empty()
+        && value.len() <= 256
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b':' | b'.' | b'-' | b'_'));
+    ok.then(|| value.to_string())
+}
+
+fn is_v2(protocol: &Option<String>) -> bool {
+    protocol
+        .as_deref()
+        .is_some_and(|p| p.split(':').any(|kv| kv == "version=2"))
+}
+
+/// Drains a child's stderr (bounded) so that it can never block on a full pipe.
+fn drain_stderr(stderr: Option<tokio::process::ChildStderr>) -> tokio::task::JoinHandle<String> {
+    tokio::spawn(async move {
+        let mut out = Vec::new();
+        if let Some(mut stderr) = stderr {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                if out.len() < 64 * 1024 {
+                    out.extend_from_slice(&buf[..n]);
+                }
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    })
+}
+
+/// Reads a chunk from `reader` into `buf`; returns the number of bytes read.
+async fn read_chunk(reader: &mut (impl AsyncRead + Unpin), buf: &mut BytesMut) -> usize {
+    buf.reserve(64 * 1024);
+    reader.read_buf(buf).await.unwrap_or(0)
+}
+
+enum BodyError {
+    TooLarge,
+    Unreadable(String),
+    UnsupportedEncoding,
+}
+
+impl GitHttpService {
+    /// A service over `store`, admitting the tokens `auth` accepts, with no push hook.
+    pub fn new(store: GitSourceStore, auth: TokenAuth, settings: GitHttpSettings) -> Self {
+        GitHttpService {
+            inner: Arc::new(ServiceInner {
+                store,
+                auth,
+                settings,
+                hook: None,
+            }),
+        }
+    }
+
+    /// Sets the hook called after each successful push to a deploy branch.
+    pub fn with_hook(self, hook: Arc<dyn PushHook>) -> Self {
+        let mut inner = Arc::unwrap_or_clone(self.inner);
+        inner.hook = Some(hook);
+        GitHttpService {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The store it serves.
+    pub fn store(&self) -> &GitSourceStore {
+        &self.inner.store
+    }
+
+    /// Serves HTTP/1.1 on `listener` until the listener fails; each connection runs on its own
+    /// task. For a server of your own, mount the service in hyper or axum instead.
+    pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!(error = %e, "git http: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let service = hyper_util::service::TowerToHyperService::new(self.clone());
+            tokio::spawn(async move {
+                let io = hyper_util::rt::TokioIo::new(stream);
+                if let Err(e) = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, service)
+                    .await
+                {
+                    tracing::debug!(%peer, error = %e, "git http: connection ended with an error");
+                }
+            });
+        }
+    }
+
+    /// Handles one request.
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<GitBody>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let inner = &self.inner;
+        let Some((app, route)) = parse_path(req.uri().path()) else {
+            return text(StatusCode::NOT_FOUND, "not found");
+        };
+        let authorized = basic_password(req.headers())
+            .map(|token| inner.auth.check(&token))
+            .unwrap_or(false);
+        if !authorized {
+            let mut resp = text(
+                StatusCode::UNAUTHORIZED,
+                "authentication required: use any user name and your API token as the password",
+            );
+            let challenge = format!("Basic realm=\"{}\"", inner.settings.realm.escape_default());
+            if let Ok(v) = HeaderValue::from_str(&challenge) {
+                resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+            }
+            return resp;
+        }
+        let path = inner.store.repo_path(&app);
+        if !path.join("HEAD").is_file() {
+            return text(
+                StatusCode::NOT_FOUND,
+                format!("app \"{app}\" not found (create it first)"),
+            );
+        }
+        let protocol = git_protocol(req.headers());
+        match route {
+            Route::InfoRefs => {
+                if req.method() != Method::GET && req.method() != Method::HEAD {
+                    return text(StatusCode::METHOD_NOT_ALLOWED, "use GET");
+                }
+                let service = req.uri().query().and_then(|q| {
+                    q.split('&').find_map(|kv| match kv {
+                        "service=git-upload-pack" => Some(GitService::Upload),
+                        "service=git-receive-pack" => Some(GitService::Receive),
+                        _ => None,
+                    })
+                });
+                match service {
+                    Some(service) => inner.info_refs(&path, service, protocol).await,
+                    None => text(
+                        StatusCode::FORBIDDEN,
+                        "only git's smart HTTP protocol is served (service=git-upload-pack or git-receive-pack)",
+                    ),
+                }
+            }
+            Route::Rpc(service) => {
+                if req.method() != Method::POST {
+                    return text(StatusCode::METHOD_NOT_ALLOWED, "use POST");
+                }
+                let expected = match service {
+                    GitService::Upload => "application/x-git-upload-pack-request",
+                    GitService::Receive => "application/x-git-receive-pack-request",
+                };
+                let content_type = req
+                    .headers()
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                if content_type != expected {
+                    return text(
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        format!("content type must be {expected}"),
+                    );
+                }
+                let (parts, body) = req.into_parts();
+                let body = match inner.read_body(&parts.headers, body).await {
+                    Ok(b) => b,
+                    Err(BodyError::TooLarge) => {
+                        return text(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            format!(
+                                "request body is larger than the limit of {} bytes",
+                                inner.settings.max_body_bytes
+                            ),
+                        )
+                    }
+                    Err(BodyError::UnsupportedEncoding) => {
+                        return text(
+                            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                            "content encoding must be gzip or identity",
+                        )
+                    }
+                    Err(BodyError::Unreadable(why)) => return text(StatusCode::BAD_REQUEST, why),
+                };
+                match service {
+                    GitService::Upload => inner.upload_pack(&path, body, protocol).await,
+                    GitService::Receive => Arc::clone(inner).receive_pack(app, path, body).await,
+                }
+            }
+        }
+    }
+}
+
+impl ServiceInner {
+    fn git(
+        &self,
+        service: GitService,
+        path: &Path,
+        protocol: Option<&str>,
+    ) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(&self.settings.git_binary);
+        cmd.env_clear();
+        if let Some(p) = std::env::var_os("PATH") {
+            cmd.env("PATH", p);
+        } else {
+            cmd.env("PATH", "/usr/local/bin:/usr/bin:/bin");
+        }
+        cmd.env("HOME", self.store.root())
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("LC_ALL", "C")
+            .env("GIT_TERMINAL_PROMPT", "0");
+        if let Some(p) = protocol {
+            cmd.env("GIT_PROTOCOL", p);
+        }
+        cmd.arg(service.subcommand())
+            .arg("--stateless-rpc")
+            .current_dir(path)
+            .kill_on_drop(true);
+        cmd
+    }
+
+    async fn read_body<B>(&self, headers: &HeaderMap, body: B) -> Result<Bytes, BodyError>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let limit = self.settings.max_body_bytes;
+        let gzip = match headers
+            .get(header::CONTENT_ENCODING)
+            .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("identity") | Some("") => false,
+            Some("gzip") | Some("x-gzip") => true,
+            Some(_) => return Err(BodyError::UnsupportedEncoding),
+        };
+        if let Some(len) = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            if len > limit as u64 {
+                return Err(BodyError::TooLarge);
+            }
+        }
+        let raw = match Limited::new(body, limit).collect().await {
+            Ok(c) => c.to_bytes(),
+            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+                return Err(BodyError::TooLarge)
+            }
+            Err(e) => {
+                return Err(BodyError::Unreadable(format!(
+                    "reading the request failed: {e}"
+                )))
+            }
+        };
+        if !gzip {
+            return Ok(raw);
+        }
+        let decoded = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            let mut decoder = flate2::read::GzDecoder::new(&raw[..]).take(limit as u64 + 1);
+            match decoder.read_to_end(&mut out) {
+                Ok(_) if out.len() > limit => Err(BodyError::TooLarge),
+                Ok(_) => Ok(Bytes::from(out)),
+                Err(e) => Err(BodyError::Unreadable(format!(
+                    "malformed gzip request body: {e}"
+                ))),
+            }
+        })
+        .await
+        .map_err(|e| BodyError::Unreadable(format!("decoding the request failed: {e}")))?;
+        decoded
+    }
+
+    async fn info_refs(
+        &self,
+        path: &Path,
+        service: GitService,
+        protocol: Option<String>,
+    ) -> Response<GitBody> {
+        let protocol = protocol.filter(|_| service == GitService::Upload);
+        let v2 = is_v2(&protocol);
+        let output = self
+            .git(service, path, protocol.as_deref())
+            .arg("--advertise-refs")
+            .arg("--")
+            .arg(path)
+            .stdin(Stdio::null())
+            .output()
+            .await;
+        let output = match output {
+            Ok(o) if o.status.success() => o,
+            Ok(o) => {
+                tracing::warn!(
+                    service = service.name(),
+                    status = %o.status,
+                    stderr = %String::from_utf8_lossy(&o.stderr),
+                    "git http: advertising refs failed"
+                );
+                return text(StatusCode::INTERNAL_SERVER_ERROR, "git failed to list refs");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "git http: cannot run git");
+                return text(StatusCode::INTERNAL_SERVER_ERROR, "cannot run git");
+            }
+        };
+        let mut body = BytesMut::new();
+        if !v2 {
+            pktline::encode(
+                &mut body,
+                format!("# service={}\n", service.name()).as_bytes(),
+            );
+            body.extend_from_slice(pktline::FLUSH);
+        }
+        body.extend_from_slice(&output.stdout);
+        let content_type = match service {
+            GitService::Upload => "application/x-git-upload-pack-advertisement",
+            GitService::Receive => "application/x-git-receive-pack-advertisement",
+        };
+        git_response(content_type, full_body(body.freeze()))
+    }
+
+    async fn upload_pack(
+        &self,
+        path: &Path,
+        body: Bytes,
+        protocol: Option<String>,
+    ) -> Response<GitBody> {
+        if let Err(why) = pktline::check_framing(&body) {
+            return text(StatusCode::BAD_REQUEST, why);
+        }
+        let child = self
+            .git(GitService::Upload, path, protocol.as_deref())
+            .arg("--")
+            .arg(path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn();
+        let mut child = match child {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "git http: cannot run git upload-pack");
+                return text(StatusCode::INTERNAL_SERVER_ERROR, "cannot run git");
+            }
+        };
+        let stdin = child.stdin.take();
+        tokio::spawn(async move {
+            if let Some(mut stdin) = stdin {
+                let _ = stdin.write_all(&body).await;
+            }
+        });
+        let stderr = drain_stderr(child.stderr.take());
+        let Some(stdout) = child.stdout.take() else {
+            return text(StatusCode::INTERNAL_SERVER_ERROR, "cannot run git");
+        };
+        let state = (Some((child, stdout, stderr)), BytesMut::new());
+        let stream = futures::stream::unfold(state, |(running, mut buf)| async move {
+            let (mut child, mut stdout, stderr) = running?;
+            let n = read_chunk(&mut stdout, &mut buf).await;
+            if n > 0 {
+                let chunk = buf.split().freeze();
+                return Some((
+                    Ok::<_, BoxError>(Frame::data(chunk)),
+                    (Some((child, stdout, stderr)), buf),
+                ));
+            }
+            match child.wait().await {
+                Ok(status) if status.success() => {}
+                other => {
+                    let stderr = stderr.await.unwrap_or_default();
+                    tracing::warn!(status = ?other, %stderr, "git http: upload-pack failed");
+                }
+            }
+            None
+        });
+        git_response(
+            result_type(GitService::Upload),
+            StreamBody::new(stream).boxed_unsync(),
+        )
+    }
+
+    /// A response refusing the whole push, with a reason per ref in report-status.
+    fn refuse_push(
+        request: &pktline::ReceiveRequest,
+        statuses: Vec<RefStatus>,
+        summary: &str,
+    ) -> Response<GitBody> {
+        if !request.has("report-status") && !request.has("report-status-v2") {
+            return text(StatusCode::FORBIDDEN, format!("push refused: {summary}"));
+        }
+        let report = pktline::encode_report(&statuses);
+        let body = match request.sideband_max() {
+            Some(max) => {
+                let mut out = BytesMut::new();
+                out.extend_from_slice(&pktline::sideband(1, &report, max));
+                out.extend_from_slice(&pktline::progress_lines(summary, max));
+                out.extend_from_slice(pktline::FLUSH);
+                out.freeze()
+            }
+            None => report,
+        };
+        git_response(result_type(GitService::Receive), full_body(body))
+    }
+
+    async fn receive_pack(
+        self: Arc<Self>,
+        app: AppName,
+        path: PathBuf,
+        body: Bytes,
+    ) -> Response<GitBody> {
+        let request = match pktline::parse_receive_request(&body) {
+            Ok(r) => r,
+            Err(why) => return text(StatusCode::BAD_REQUEST, why),
+        };
+        if request.commands.is_empty() {
+            // git's probe before a large push (`0000`): nothing to do.
+            return git_response(result_type(GitService::Receive), full_body(Bytes::new()));
+        }
+
+        // 1. Ref names: only refs/heads/*, valid names.
+        let checks: Vec<Result<(), String>> = request
+            .commands
+            .iter()
+            .map(|c| refname::check_push_ref(&c.name))
+            .collect();
+        if let Some(first_err) = checks.iter().find_map(|c| c.as_ref().err()) {
+            let statuses = request
+                .commands
+                .iter()
+                .zip(&checks)
+                .map(|(c, check)| RefStatus {
+                    name: c.name.clone(),
+                    result: Err(match check {
+                        Err(why) => why.clone(),
+                        Ok(()) => "not updated: another ref in this push was refused".into(),
+                    }),
+                })
+                .collect();
+            tracing::info!(%app, reason = %first_err, "git http: push refused");
+            return Self::refuse_push(
+                &request,
+                statuses,
+                &format!("push refused: {first_err}; nothing was changed"),
+            );
+        }
+
+        // 2. The pack must be complete (a truncated upload changes nothing).
+        let needs_pack = request.commands.iter().any(|c| !c.is_delete());
+        let pack = body.slice(request.pack_offset..);
+        if needs_pack || !pack.is_empty() {
+            let checked = tokio::task::spawn_blocking(move || pktline::check_pack(&pack)).await;
+            match checked {
+                Ok(Ok(())) => {}
+                Ok(Err(why)) => return text(StatusCode::BAD_REQUEST, why),
+                Err(e) => {
+                    return text(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("checking the pack failed: {e}"),
+                    )
+                }
+            }
+        }
+
+        // 3. One push per app at a time; a push based on stale refs is told to fetch first.
+        let guard = self.store.lock_app(&app).await;
+        let stale = match current_mismatches(path.clone(), request.commands.clone()).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(%app, error = %e, "git http: reading refs failed");
+                return text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "reading the repository failed",
+                );
+            }
+        };
+        if stale.iter().any(|s| *s) {
+            let statuses = request
+                .commands
+                .iter()
+                .zip(&stale)
+                .map(|(c, stale)| RefStatus {
+                    name: c.name.clone(),
+                    result: Err(if *stale {
+                        "fetch first: the branch moved since you fetched (another push won); pull, then push again".into()
+                    } else {
+                        "not updated: another ref in this push was refused".into()
+                    }),
+                })
+                .collect();
+            return Self::refuse_push(
+                &request,
+                statuses,
+                "push refused: the remote branch moved since you fetched (fetch first); nothing was changed",
+            );
+        }
+
+        // 4. Hand it to git.
+        let child = self
+            .git(GitService::Receive, &path, None)
+            .arg("--")
+            .arg(&path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn();
+        let mut child = match child {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "git http: cannot run git receive-pack");
+                return text(StatusCode::INTERNAL_SERVER_ERROR, "cannot run git");
+            }
+        };
+        let stdin = child.stdin.take();
+        tokio::spawn(async move {
+            if let Some(mut stdin) = stdin {
+                let _ = stdin.write_all(&body).await;
+            }
+        });
+        let stderr = drain_stderr(child.stderr.take());
+        let Some(stdout) = child.stdout.take() else {
+            return text(StatusCode::INTERNAL_SERVER_ERROR, "cannot run git");
+        };
+        let (tx, rx) = mpsc::channel::<Bytes>(32);
+        let sideband = request.sideband_max();
+        tokio::spawn(self.finish_push(
+            app, path, request, child, stdout, stderr, guard, tx, sideband,
+        ));
+        git_response(result_type(GitService::Receive), channel_body(rx))
+    }
+
+    /// Relays receive-pack's output, then runs the deploy hook and relays its progress.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish_push(
+        self: Arc<Self>,
+        app: AppName,
+        path: PathBuf,
+        request: pktline::ReceiveRequest,
+        mut child: tokio::process::Child,
+        mut stdout: tokio::process::ChildStdout,
+        stderr: tokio::task::JoinHandle<String>,
+        guard: tokio::sync::OwnedMutexGuard<()>,
+        tx: mpsc::Sender<Bytes>,
+        sideband: Option<usize>,
+    ) {
+        let mut buf = BytesMut::new();
+        let mut report = Vec::new();
+        let mut held_flush = false;
+        let mut broken = false;
+        loop {
+            let n = read_chunk(&mut stdout, &mut buf).await;
+            if n == 0 {
+                break;
+            }
+            if sideband.is_none() || broken {
+                report.extend_from_slice(&buf);
+                let _ = tx.send(buf.split().freeze()).await;
+                continue;
+            }
+            loop {
+                match pktline::decode(&buf) {
+                    Ok(Some((pkt, used))) => {
+                        match pkt {
+                            Pkt::Flush => held_flush = true,
+                            pkt => {
+                                if let Pkt::Data(d) = pkt {
+                                    if d.first() == Some(&1) {
+                                        report.extend_from_slice(&d[1..]);
+                                    }
+                                }
+                                if held_flush {
+                                    held_flush = false;
+                                    let _ = tx.send(Bytes::from_static(pktline::FLUSH)).await;
+                                }
+                                let _ = tx.send(buf.split_to(used).freeze()).await;
+                                continue;
+                            }
+                        }
+                        let _ = buf.split_to(used);
+                    }
+                    Ok(None) => break,
+                    Err(_) => {
+                        broken = true;
+                        let _ = tx.send(buf.split().freeze()).await;
+                        break;
+                    }
+                }
+            }
+        }
+        if !buf.is_empty() {
+            let _ = tx.send(buf.split().freeze()).await;
+        }
+        let status = child.wait().await;
+        let stderr = stderr.await.unwrap_or_default();
+        let succeeded = matches!(&status, Ok(s) if s.success());
+        if !succeeded {
+            tracing::warn!(%app, status = ?status, %stderr, "git http: receive-pack failed");
+        }
+
+        let parsed = pktline::parse_report(&report);
+        let updated: Vec<&RefCommand> = request
+            .commands
+            .iter()
+            .filter(|c| {
+                parsed
+                    .refs
+                    .iter()
+                    .any(|r| r.name == c.name && r.result.is_ok())
+            })
+            .collect();
+        for c in &updated {
+            tracing::info!(%app, r#ref = %c.name, old = %c.old, new = %c.new, "git push stored");
+        }
+        self.point_head(&path, &updated).await;
+        drop(guard);
+
+        if let Some(hook) = self.hook.clone() {
+            for c in updated {
+                let Some(branch) = c.name.strip_prefix("refs/heads/") else {
+                    continue;
+                };
+                if c.is_delete() || !self.settings.deploy_branches.iter().any(|b| b == branch) {
+                    continue;
+                }
+                let Ok(commit) = CommitId::new(c.new.clone()) else {
+                    continue;
+                };
+                let mut event = PushEvent::new(app.clone(), branch, commit);
+                event.previous = (!pktline::is_zero(&c.old))
+                    .then(|| CommitId::new(c.old.clone()).ok())
+                    .flatten();
+                self.run_hook(&hook, event, &tx, sideband).await;
+            }
+        }
+
+        if held_flush {
+            let _ = tx.send(Bytes::from_static(pktline::FLUSH)).await;
+        } else if let (Some(max), false) = (sideband, succeeded) {
+            let _ = tx
+                .send(pktline::sideband(
+                    3,
+                    b"receive-pack failed on the server",
+                    max,
+                ))
+                .await;
+        }
+    }
+
+    /// If HEAD names a branch that does not exist and a deploy branch now does, point HEAD at
+    /// it, so that clones check it out.
+    async fn point_head(&self, path: &Path, updated: &[&RefCommand]) {
+        let candidates: Vec<String> = self
+            .settings
+            .deploy_branches
+            .iter()
+            .map(|b| format!("refs/heads/{b}"))
+            .filter(|r| updated.iter().any(|c| &c.name == r && !c.is_delete()))
+            .collect();
+        if candidates.is_empty() {
+            return;
+        }
+        let path = path.to_path_buf();
+        let result = blocking("push", move || {
+            let repo = git2::Repository::open_bare(&path).map_err(|e| git_error("push", e))?;
+            let head_ok = repo.head().is_ok();
+            if !head_ok {
+                repo.set_head(&candidates[0])
+                    .map_err(|e| git_error("push", e))?;
+            }
+            Ok(())
+        })
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "git http: cannot update HEAD");
+        }
+    }
+
+    async fn run_hook(
+        &self,
+        hook: &Arc<dyn PushHook>,
+        event: PushEvent,
+        tx: &mpsc::Sender<Bytes>,
+        sideband: Option<usize>,
+    ) {
+        let app = event.app.clone();
+        let short: String = event.commit.as_str().chars().take(7).collect();
+        let send = |text: String| async move {
+            if let Some(max) = sideband {
+                let _ = tx.send(pktline::progress_lines(&text, max)).await;
+            }
+        };
+        let (progress, mut lines) = OutputSender::channel();
+        let hook = Arc::clone(hook);
+        let mut task = tokio::spawn(async move { hook.on_push(event, progress).await });
+        let mut lines_open = true;
+        let result = loop {
+            tokio::select! {
+                line = lines.recv(), if lines_open => match line {
+                    Some(line) => send(line).await,
+                    None => lines_open = false,
+                },
+                result = &mut task => break result,
+                _ = tokio::time::sleep(self.settings.keepalive) => {
+                    if sideband.is_some() {
+                        // An empty band-1 packet: git's own keep-alive.
+                        let _ = tx.send(Bytes::from_static(b"0005\x01")).await;
+                    }
+                }
+            }
+        };
+        while let Ok(line) = lines.try_recv() {
+            send(line).await;
+        }
+        match result {
+            Ok(Ok(message)) => {
+                tracing::info!(%app, commit = %short, %message, "deploy after push finished");
+                send(message).await;
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(%app, commit = %short, error = %e, "deploy after push failed");
+                send(format!(
+                    "deploy of {short} failed: {e}\nthe push itself was stored; fix the problem and push again"
+                ))
+                .await;
+            }
+            Err(e) => {
+                tracing::error!(%app, commit = %short, error = %e, "deploy hook panicked");
+                send(format!("deploy of {short} failed: internal error")).await;
+            }
+        }
+    }
+}
+
+/// For each command, whether its old id no longer matches the ref (a lost race).
+async fn current_mismatches(
+    path: PathBuf,
+    commands: Vec<RefCommand>,
+) -> paas_core::Result<Vec<bool>> {
+    blocking("push", move || {
+        let repo = git2::Repository::open_bare(&path).map_err(|e| git_error("push", e))?;
+        commands
+            .iter()
+            .map(|c| {
+                let current = match repo.refname_to_id(&c.name) {
+                    Ok(oid) => oid.to_string(),
+                    Err(e) if e.code() == git2::ErrorCode::NotFound => "0".repeat(c.old.len()),
+                    Err(e) => return Err(git_error("push", e)),
+                };
+                Ok(current != c.old)
+            })
+            .collect()
+    })
+    .await
+}
+
+impl<B> tower::Service<Request<B>> for GitHttpService
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<GitBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<GitBody>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { Ok(this.handle(req).await) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        assert!(matches!(
+            parse_path("/my-app.git/info/refs"),
+            Some((_, Route::InfoRefs))
+        ));
+        assert!(matches!(
+            parse_path("/my-app/git-receive-pack"),
+            Some((_, Route::Rpc(GitService::Receive)))
+        ));
+        for bad in [
+            "/../x.git/info/refs",
+            "/a.git/../b.git/info/refs",
+            "/%2e%2e/info/refs",
+            "/a%2Egit/info/refs",
+            "//etc/passwd",
+            "/etc/passwd.git/info/refs",
+            "/A.git/info/refs",
+            "/a.git/objects/info/packs",
+            "/a.git/HEAD",
+            "a.git/info/refs",
+        ] {
+            assert!(parse_path(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn basic_auth() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic eDpzZWNyZXQ="),
+        );
+        assert_eq!(basic_password(&h).as_deref(), Some("secret"));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer x"));
+        assert_eq!(basic_password(&h), None);
+        let auth = TokenAuth::fixed("secret");
+        assert!(auth.check("secret"));
+        assert!(!auth.check("secreT"));
+        assert!(!auth.check(""));
+        assert!(!TokenAuth::fixed("").check(""));
+        assert!(!format!("{auth:?}").contains("secret"));
+    }
+
+    #[test]
+    fn protocol_header() {
+        let mut h = HeaderMap::new();
+        h.insert("git-protocol", HeaderValue::from_static("version=2"));
+        assert!(is_v2(&git_protocol(&h)));
+        h.insert(
+            "git-protocol",
+            HeaderValue::from_static("version=2; rm -rf /"),
+        );
+        assert_eq!(git_protocol(&h), None);
+    }
+}
