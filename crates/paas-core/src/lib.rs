@@ -6,7 +6,7 @@
 //! (deploy, config, scale, rollback, restart, one-off runs, logs), in-memory backends
 //! ([`memory`]) and, behind the `testkit` feature, conformance suites any backend can run.
 //!
-//! ```ignore
+//! ```no_run
 //! use std::sync::Arc;
 //! use paas_core::{memory, Platform, PlatformSettings};
 //!
@@ -26,11 +26,14 @@
 //! ```
 
 pub mod error;
+pub mod memory;
 pub mod model;
+pub mod platform;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod traits;
 
 pub use error::{Error, ErrorBody, ErrorKind, Result};
 pub use model::*;
+pub use platform::{AppStatus, DeployRequest, DeploySource, Platform, PlatformSettings, Progress};
 pub use traits::*;

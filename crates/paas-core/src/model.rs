@@ -88,15 +88,17 @@ fn check_app_name(s: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::invalid(format!("invalid app name \"{}\": {rule}", shown(s))))
+        Err(Error::invalid(format!(
+            "invalid app name \"{}\": {rule}",
+            shown(s)
+        )))
     }
 }
 
 fn check_process_type(s: &str) -> Result<()> {
     let ok = !s.is_empty()
         && s.len() <= 63
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if ok {
         Ok(())
@@ -134,7 +136,9 @@ fn check_domain(s: &str) -> Result<()> {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         });
     if ok && s == s.to_ascii_lowercase() {
         Ok(())
@@ -144,14 +148,18 @@ fn check_domain(s: &str) -> Result<()> {
             shown(s)
         )))
     } else {
-        Err(Error::invalid(format!("invalid domain \"{}\": {rule}", shown(s))))
+        Err(Error::invalid(format!(
+            "invalid domain \"{}\": {rule}",
+            shown(s)
+        )))
     }
 }
 
 fn check_build_id(s: &str) -> Result<()> {
     let ok = !s.is_empty()
         && s.len() <= 64
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if ok {
         Ok(())
     } else {
@@ -170,6 +178,63 @@ fn check_commit_id(s: &str) -> Result<()> {
         Err(Error::invalid(format!(
             "invalid commit id \"{}\": must be 4 to 64 hexadecimal digits",
             shown(s)
+        )))
+    }
+}
+
+/// Checks a git-style reference name given by a user (`main`, `refs/heads/main`, a commit id):
+/// non-empty, at most 255 bytes, no `..`, no leading `-` or `/`, no control characters, spaces,
+/// `~^:?*[\\`, no `@{`, no component starting with `.` or ending with `.lock`.
+pub fn check_ref_name(s: &str) -> Result<()> {
+    let bad = |why: &str| {
+        Err(Error::invalid(format!(
+            "invalid ref name \"{}\": {why}",
+            shown(s)
+        )))
+    };
+    if s.is_empty() || s.len() > 255 {
+        return bad("must be 1 to 255 bytes");
+    }
+    if s.starts_with('-') {
+        return bad("must not start with '-'");
+    }
+    if s.starts_with('/') || s.ends_with('/') || s.contains("//") {
+        return bad("must not start or end with '/' or contain '//'");
+    }
+    if s.contains("..") {
+        return bad("must not contain '..'");
+    }
+    if s.contains("@{") || s == "@" {
+        return bad("must not contain '@{' or be '@'");
+    }
+    if s.chars()
+        .any(|c| c.is_control() || matches!(c, ' ' | '~' | '^' | ':' | '?' | '*' | '[' | '\\'))
+    {
+        return bad("must not contain control characters, spaces or any of ~^:?*[\\");
+    }
+    if s.split('/')
+        .any(|c| c.starts_with('.') || c.ends_with(".lock") || c.ends_with('.'))
+    {
+        return bad("no component may start with '.' or end with '.' or '.lock'");
+    }
+    Ok(())
+}
+
+/// Checks a relative path inside a source tree: non-empty, `/`-separated, not absolute, no
+/// empty, `.` or `..` components, no `.git` component, no NUL or backslash.
+pub fn check_relative_path(p: &str) -> Result<()> {
+    let ok = !p.is_empty()
+        && p.len() <= 4096
+        && !p.starts_with('/')
+        && !p.contains(['\0', '\\'])
+        && p.split('/')
+            .all(|c| !c.is_empty() && c != "." && c != ".." && c != ".git");
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "invalid path \"{}\": must be relative, without '.', '..', '.git' or empty components",
+            shown(p)
         )))
     }
 }
@@ -301,9 +366,7 @@ impl Procfile {
     }
 
     /// Builds a Procfile from entries; commands must be non-empty single lines.
-    pub fn from_entries(
-        entries: impl IntoIterator<Item = (ProcessType, String)>,
-    ) -> Result<Self> {
+    pub fn from_entries(entries: impl IntoIterator<Item = (ProcessType, String)>) -> Result<Self> {
         let mut map = BTreeMap::new();
         for (ty, cmd) in entries {
             let cmd = cmd.trim().to_string();
@@ -871,8 +934,14 @@ impl FromStr for LogSource {
         if s == "router" {
             return Ok(LogSource::Router);
         }
-        if let Some(inner) = s.strip_prefix("platform[").and_then(|r| r.strip_suffix(']')) {
-            if !inner.is_empty() && inner.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        if let Some(inner) = s
+            .strip_prefix("platform[")
+            .and_then(|r| r.strip_suffix(']'))
+        {
+            if !inner.is_empty()
+                && inner
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
             {
                 return Ok(LogSource::Platform(inner.to_string()));
             }
@@ -1028,7 +1097,10 @@ mod tests {
     #[test]
     fn procfile_parse_render() {
         let p = Procfile::parse("# c\nweb: ./server --port $PORT\n\nworker:  run.sh  \n").unwrap();
-        assert_eq!(p.command(&ProcessType::web()), Some("./server --port $PORT"));
+        assert_eq!(
+            p.command(&ProcessType::web()),
+            Some("./server --port $PORT")
+        );
         assert_eq!(Procfile::parse(&p.render()).unwrap(), p);
         let e = Procfile::parse("web: a\nweb: b").unwrap_err();
         assert!(e.message().contains("line 2") && e.message().contains("duplicate"));

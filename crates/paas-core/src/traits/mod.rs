@@ -8,7 +8,7 @@ pub mod router;
 pub mod scheduler;
 pub mod source;
 
-pub use builder::{Builder, BuildRequest, ImageRequest, OutputSender, PruneRequest};
+pub use builder::{BuildRequest, Builder, ImageRequest, OutputSender, PruneRequest};
 pub use log_sink::LogSink;
 pub use release_store::{ListReleases, ReleaseStore};
 pub use router::{DrainReport, DrainRequest, Router};

@@ -1,0 +1,134 @@
+use std::collections::{HashMap, VecDeque};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use tokio::sync::broadcast;
+
+use super::lock;
+use crate::error::Result;
+use crate::model::{AppName, LogLine};
+use crate::traits::log_sink::LogSink;
+
+#[derive(Debug)]
+struct AppLog {
+    ring: VecDeque<LogLine>,
+    tx: broadcast::Sender<LogLine>,
+    file: Option<std::fs::File>,
+}
+
+/// A [`LogSink`] keeping the last N lines of each app in memory (default 1,500), streaming new
+/// lines to followers, and optionally appending every line to `<dir>/<app>.log`.
+#[derive(Debug)]
+pub struct MemoryLogSink {
+    capacity: usize,
+    dir: Option<PathBuf>,
+    apps: Mutex<HashMap<AppName, AppLog>>,
+}
+
+impl Default for MemoryLogSink {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryLogSink {
+    /// Keeps 1,500 lines per app, in memory only.
+    pub fn new() -> Self {
+        Self::with_capacity(1500)
+    }
+    /// Keeps `capacity` lines per app.
+    pub fn with_capacity(capacity: usize) -> Self {
+        MemoryLogSink {
+            capacity: capacity.max(1),
+            dir: None,
+            apps: Mutex::new(HashMap::new()),
+        }
+    }
+    /// Also appends every line to `<dir>/<app>.log` (JSON lines). The directory is created.
+    pub fn with_dir(mut self, dir: impl Into<PathBuf>) -> Result<Self> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir)?;
+        self.dir = Some(dir);
+        Ok(self)
+    }
+
+    fn entry<'a>(&self, apps: &'a mut HashMap<AppName, AppLog>, app: &AppName) -> &'a mut AppLog {
+        apps.entry(app.clone()).or_insert_with(|| {
+            let file = self.dir.as_ref().and_then(|d| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(d.join(format!("{app}.log")))
+                    .ok()
+            });
+            AppLog {
+                ring: VecDeque::new(),
+                tx: broadcast::channel(4096).0,
+                file,
+            }
+        })
+    }
+}
+
+#[async_trait]
+impl LogSink for MemoryLogSink {
+    async fn append(&self, line: LogLine) -> Result<()> {
+        let mut apps = lock(&self.apps);
+        let capacity = self.capacity;
+        let log = self.entry(&mut apps, &line.app);
+        if let Some(f) = &mut log.file {
+            if let Ok(mut json) = serde_json::to_vec(&line) {
+                json.push(b'\n');
+                if let Err(e) = f.write_all(&json) {
+                    tracing::warn!(app = %line.app, error = %e, "could not append to log file");
+                }
+            }
+        }
+        if log.ring.len() == capacity {
+            log.ring.pop_front();
+        }
+        log.ring.push_back(line.clone());
+        let _ = log.tx.send(line);
+        Ok(())
+    }
+
+    async fn tail(&self, app: &AppName, n: usize) -> Result<Vec<LogLine>> {
+        let apps = lock(&self.apps);
+        Ok(apps
+            .get(app)
+            .map(|l| {
+                let skip = l.ring.len().saturating_sub(n);
+                l.ring.iter().skip(skip).cloned().collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn follow(&self, app: &AppName) -> Result<BoxStream<'static, LogLine>> {
+        let rx = {
+            let mut apps = lock(&self.apps);
+            self.entry(&mut apps, app).tx.subscribe()
+        };
+        Ok(futures::stream::unfold(rx, |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(line) => return Some((line, rx)),
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        })
+        .boxed())
+    }
+
+    async fn remove_app(&self, app: &AppName) -> Result<()> {
+        lock(&self.apps).remove(app);
+        if let Some(d) = &self.dir {
+            let _ = std::fs::remove_file(d.join(format!("{app}.log")));
+        }
+        Ok(())
+    }
+}
