@@ -25,6 +25,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod api;
 pub mod error;
 pub mod memory;
 pub mod model;

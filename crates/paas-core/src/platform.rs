@@ -471,7 +471,7 @@ impl Platform {
             self.release_phase(&release, &progress).await?;
             self.rollout(&release, None, true, &progress).await?;
             self.prune(&app).await;
-            Ok(self.inner.store.get_release(&app, release.version).await?)
+            self.inner.store.get_release(&app, release.version).await
         }
         .instrument(span)
         .await
@@ -1141,7 +1141,11 @@ impl Platform {
                 .collect();
             extra.sort_by_key(|i| std::cmp::Reverse(i.index));
             if ty.is_web() {
-                self.sync_route(app).await?;
+                let leaving: BTreeSet<_> = extra.iter().map(|i| i.id.clone()).collect();
+                let mut instances = self.inner.scheduler.list(Some(app)).await?;
+                instances.retain(|i| !leaving.contains(&i.id));
+                self.set_route(app, web_endpoints(&instances, release.version))
+                    .await?;
             }
             if !extra.is_empty() {
                 self.say(
@@ -1228,7 +1232,7 @@ impl Platform {
             .await;
             self.rollout(&release, None, true, &progress).await?;
             self.prune(app).await;
-            Ok(self.inner.store.get_release(app, release.version).await?)
+            self.inner.store.get_release(app, release.version).await
         }
         .instrument(span)
         .await

@@ -146,6 +146,7 @@ pub trait Builder: Send + Sync + std::fmt::Debug + 'static {
     ///
     /// Errors: `NotFound` if the artifact does not exist; `Unsupported` if the builder cannot
     /// deploy artifacts directly.
+    #[allow(clippy::wrong_self_convention)]
     async fn from_image(&self, req: ImageRequest) -> Result<Build> {
         let _ = req;
         Err(crate::Error::unsupported(
