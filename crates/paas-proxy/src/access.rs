@@ -14,11 +14,14 @@ use tokio::sync::mpsc;
 /// data plane).
 const SINK_QUEUE: usize = 8192;
 
+/// The queue's receiving end and the sink, until the forwarding task starts.
+type SinkTask = (mpsc::Receiver<LogLine>, Arc<dyn LogSink>);
+
 /// Where access lines go.
 #[derive(Debug, Default)]
 pub(crate) struct AccessLog {
     tx: Option<mpsc::Sender<LogLine>>,
-    pending: Mutex<Option<(mpsc::Receiver<LogLine>, Arc<dyn LogSink>)>>,
+    pending: Mutex<Option<SinkTask>>,
     started: AtomicBool,
 }
 
@@ -125,6 +128,7 @@ impl AccessRecord {
             },
         );
         tracing::info!(target: "paas_proxy::access", app = %self.app, "{line}");
-        self.log.send(LogLine::new(self.app, LogSource::Router, line));
+        self.log
+            .send(LogLine::new(self.app, LogSource::Router, line));
     }
 }

@@ -48,22 +48,20 @@ impl Body for RequestBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             RequestBody::Empty => Poll::Ready(None),
-            RequestBody::Stream { inner, limit, seen } => {
-                match Pin::new(inner).poll_frame(cx) {
-                    Poll::Ready(Some(Ok(frame))) => {
-                        if let (Some(limit), Some(data)) = (limit, frame.data_ref()) {
-                            *seen += data.len() as u64;
-                            if *seen > *limit {
-                                return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
-                            }
+            RequestBody::Stream { inner, limit, seen } => match Pin::new(inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let (Some(limit), Some(data)) = (limit, frame.data_ref()) {
+                        *seen += data.len() as u64;
+                        if *seen > *limit {
+                            return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
                         }
-                        Poll::Ready(Some(Ok(frame)))
                     }
-                    Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
-                    Poll::Ready(None) => Poll::Ready(None),
-                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(Some(Ok(frame)))
                 }
-            }
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
         }
     }
 

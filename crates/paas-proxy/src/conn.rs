@@ -395,9 +395,10 @@ impl ClientStream {
                     return Some((now + self.timeouts.idle, false));
                 }
                 let done = self.state.last_done_ms.load(Ordering::Relaxed);
-                let since_done =
-                    Duration::from_millis(crate::table::now_ms().saturating_sub(done));
-                let last = self.last_read.max(now.checked_sub(since_done).unwrap_or(now));
+                let since_done = Duration::from_millis(crate::table::now_ms().saturating_sub(done));
+                let last = self
+                    .last_read
+                    .max(now.checked_sub(since_done).unwrap_or(now));
                 Some((last + self.timeouts.idle, false))
             }
             _ => Some((self.last_read + self.timeouts.idle, false)),
@@ -457,7 +458,9 @@ impl AsyncRead for ClientStream {
                         }
                         s
                     }
-                    None => this.sleep.insert(Box::pin(tokio::time::sleep_until(deadline))),
+                    None => this
+                        .sleep
+                        .insert(Box::pin(tokio::time::sleep_until(deadline))),
                 };
                 if sleep.as_mut().poll(cx).is_ready() {
                     // Fired before the (moved) deadline: arm for the real one and wait.
@@ -530,7 +533,13 @@ mod tests {
             let r = heads(&[&msg[..split], &msg[split..]]);
             assert_eq!(r.len(), 2, "split at {split}");
             assert!(!r[0].ambiguous);
-            assert_eq!(r[1], HeadDone { index: 1, ambiguous: true });
+            assert_eq!(
+                r[1],
+                HeadDone {
+                    index: 1,
+                    ambiguous: true
+                }
+            );
         }
     }
 

@@ -81,5 +81,8 @@ pub(crate) async fn probe(addr: SocketAddr, hc: &ActiveHealthCheck) -> bool {
         let status: u16 = parts.next()?.parse().ok()?;
         Some(version.starts_with("HTTP/1.") && (200..400).contains(&status))
     };
-    matches!(tokio::time::timeout(hc.timeout, attempt).await, Ok(Some(true)))
+    matches!(
+        tokio::time::timeout(hc.timeout, attempt).await,
+        Ok(Some(true))
+    )
 }

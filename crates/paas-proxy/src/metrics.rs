@@ -110,7 +110,13 @@ pub(crate) fn render(
             "paas_proxy_request_duration_seconds_count{{app=\"{app}\"}} {cumulative}"
         );
     }
-    let per_app: [(&str, &str, &str, fn(&AppMetrics) -> i64); 3] = [
+    type PerApp = (
+        &'static str,
+        &'static str,
+        &'static str,
+        fn(&AppMetrics) -> i64,
+    );
+    let per_app: [PerApp; 3] = [
         (
             "paas_proxy_in_flight",
             "gauge",
@@ -197,7 +203,10 @@ pub(crate) fn render(
         ),
     ];
     for (name, kind, help, v) in globals {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+        );
     }
     out
 }

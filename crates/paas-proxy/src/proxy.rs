@@ -76,7 +76,10 @@ fn wants_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE)
         && headers.get_all(header::CONNECTION).iter().any(|v| {
             v.to_str()
-                .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+                .map(|s| {
+                    s.split(',')
+                        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+                })
                 .unwrap_or(false)
         })
 }
@@ -118,7 +121,8 @@ fn page(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
 
 const NOT_FOUND: &str = "<!doctype html><title>No such app</title><h1>No such app</h1><p>No app is routed at this hostname.</p>\n";
 const UNAVAILABLE: &str = "<!doctype html><title>Application unavailable</title><h1>Application unavailable</h1><p>The app has no healthy process right now. Try again shortly.</p>\n";
-const BAD_GATEWAY: &str = "<!doctype html><title>Bad gateway</title><h1>Bad gateway</h1><p>The app did not answer.</p>\n";
+const BAD_GATEWAY: &str =
+    "<!doctype html><title>Bad gateway</title><h1>Bad gateway</h1><p>The app did not answer.</p>\n";
 const TOO_LARGE: &str = "<!doctype html><title>Payload too large</title><h1>Payload too large</h1><p>The request body is larger than this router accepts.</p>\n";
 const AMBIGUOUS: &str = "<!doctype html><title>Bad request</title><h1>Bad request</h1><p>A request must not carry both Content-Length and Transfer-Encoding.</p>\n";
 const BAD_HOST: &str = "<!doctype html><title>Bad request</title><h1>Bad request</h1><p>The request has no valid Host.</p>\n";
@@ -172,19 +176,21 @@ pub(crate) async fn handle(
     let active = ActiveGuard(ctx.state.clone());
 
     if index >= ctx.state.first_bad.load(Ordering::SeqCst) {
-        shared.global.rejected_framing.fetch_add(1, Ordering::Relaxed);
+        shared
+            .global
+            .rejected_framing
+            .fetch_add(1, Ordering::Relaxed);
         let mut r = page(StatusCode::BAD_REQUEST, AMBIGUOUS);
         r.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
         return Ok(r);
     }
 
-    let raw_host = match req.uri().authority() {
-        Some(a) => Some(HeaderValue::from_str(a.as_str()).ok()),
-        None => None,
-    }
-    .flatten()
-    .or_else(|| req.headers().get(header::HOST).cloned());
+    let raw_host = req
+        .uri()
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        .or_else(|| req.headers().get(header::HOST).cloned());
     let Some(host) = raw_host.as_ref().and_then(|h| normalize_host(h.as_bytes())) else {
         return Ok(page(StatusCode::BAD_REQUEST, BAD_HOST));
     };
@@ -264,10 +270,8 @@ pub(crate) async fn handle(
     }
 
     let body_empty = body.is_end_stream();
-    let retryable = shared.settings.retry_idempotent
-        && body_empty
-        && !is_upgrade
-        && idempotent(&parts.method);
+    let retryable =
+        shared.settings.retry_idempotent && body_empty && !is_upgrade && idempotent(&parts.method);
     let mut body = if body_empty {
         RequestBody::Empty
     } else {
@@ -327,7 +331,10 @@ pub(crate) async fn handle(
             Ok(resp) => break (resp, ep, in_flight),
             Err(e) => {
                 drop(in_flight);
-                entry.metrics.upstream_errors.fetch_add(1, Ordering::Relaxed);
+                entry
+                    .metrics
+                    .upstream_errors
+                    .fetch_add(1, Ordering::Relaxed);
                 let connect = e.is_connect();
                 if connect {
                     ep.eject(now_ms() + shared.settings.ejection_time.as_millis() as u64);
@@ -428,7 +435,10 @@ pub(crate) async fn handle(
         _active: active,
         access,
     };
-    Ok(Response::from_parts(rparts, ProxyBody::upstream(rbody, guards)))
+    Ok(Response::from_parts(
+        rparts,
+        ProxyBody::upstream(rbody, guards),
+    ))
 }
 
 /// Copies bytes both ways between an upgraded client connection and its endpoint, until one

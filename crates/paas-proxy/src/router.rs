@@ -20,9 +20,7 @@ use hyper::service::service_fn;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use paas_core::{
-    AppName, DrainReport, DrainRequest, Error, LogSink, Result, Route, Router,
-};
+use paas_core::{AppName, DrainReport, DrainRequest, Error, LogSink, Result, Route, Router};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 
@@ -285,7 +283,8 @@ impl ProxyRouter {
                 });
             }
         }
-        registry.retain(|addr, ep| routed.contains(addr) || ep.in_flight.load(Ordering::SeqCst) > 0);
+        registry
+            .retain(|addr, ep| routed.contains(addr) || ep.in_flight.load(Ordering::SeqCst) > 0);
         ws.routes = routes;
     }
 
@@ -344,7 +343,10 @@ impl ProxyRouter {
             if open.0.load(Ordering::SeqCst) == 0 {
                 break;
             }
-            if tokio::time::timeout_at(deadline.into(), notified).await.is_err() {
+            if tokio::time::timeout_at(deadline.into(), notified)
+                .await
+                .is_err()
+            {
                 tracing::warn!(
                     open = open.0.load(Ordering::SeqCst),
                     "connections still open at the end of the drain timeout"
@@ -411,7 +413,11 @@ impl ProxyRouter {
                 )
             }
             ("GET", "/healthz") => (StatusCode::OK, "text/plain", "ok\n".to_string()),
-            _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".to_string()),
+            _ => (
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                "not found\n".to_string(),
+            ),
         };
         let mut r = Response::new(Full::new(Bytes::from(body)));
         *r.status_mut() = status;

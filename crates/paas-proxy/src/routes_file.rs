@@ -30,11 +30,18 @@ impl RoutesFile {
         let root: Value = serde_json::from_str(text).map_err(|e| {
             bad(
                 "routes file",
-                format!("not valid JSON (line {}, column {}): {e}", e.line(), e.column()),
+                format!(
+                    "not valid JSON (line {}, column {}): {e}",
+                    e.line(),
+                    e.column()
+                ),
             )
         })?;
         let Value::Object(root) = root else {
-            return Err(bad("routes file", "must be a JSON object with an \"apps\" field"));
+            return Err(bad(
+                "routes file",
+                "must be a JSON object with an \"apps\" field",
+            ));
         };
         for key in root.keys() {
             if key != "apps" {
@@ -53,7 +60,10 @@ impl RoutesFile {
             let field = format!("apps.{name}");
             let app = AppName::new(name.clone()).map_err(|e| bad(&field, e.message()))?;
             let Value::Object(spec) = spec else {
-                return Err(bad(&field, "must be an object with \"endpoints\" (and optional \"hosts\", \"balance\")"));
+                return Err(bad(
+                    &field,
+                    "must be an object with \"endpoints\" (and optional \"hosts\", \"balance\")",
+                ));
             };
             for key in spec.keys() {
                 if !matches!(key.as_str(), "hosts" | "endpoints" | "balance") {
@@ -86,7 +96,12 @@ impl RoutesFile {
                         }
                     }
                 }
-                Some(_) => return Err(bad(&format!("{field}.hosts"), "must be an array of hostnames")),
+                Some(_) => {
+                    return Err(bad(
+                        &format!("{field}.hosts"),
+                        "must be an array of hostnames",
+                    ))
+                }
             }
             let mut endpoints = Vec::new();
             match spec.get("endpoints") {
@@ -97,7 +112,10 @@ impl RoutesFile {
                             return Err(bad(&f, "must be a string \"IP:PORT\""));
                         };
                         let addr: SocketAddr = e.parse().map_err(|_| {
-                            bad(&f, format!("\"{}\" is not an IP:PORT address", e.escape_debug()))
+                            bad(
+                                &f,
+                                format!("\"{}\" is not an IP:PORT address", e.escape_debug()),
+                            )
                         })?;
                         if addr.port() == 0 {
                             return Err(bad(&f, "port must not be 0"));
@@ -105,13 +123,25 @@ impl RoutesFile {
                         endpoints.push(addr);
                     }
                 }
-                None => return Err(bad(&format!("{field}.endpoints"), "missing (an array of \"IP:PORT\")")),
-                Some(_) => return Err(bad(&format!("{field}.endpoints"), "must be an array of \"IP:PORT\"")),
+                None => {
+                    return Err(bad(
+                        &format!("{field}.endpoints"),
+                        "missing (an array of \"IP:PORT\")",
+                    ))
+                }
+                Some(_) => {
+                    return Err(bad(
+                        &format!("{field}.endpoints"),
+                        "must be an array of \"IP:PORT\"",
+                    ))
+                }
             }
             match spec.get("balance") {
                 None | Some(Value::Null) => {}
                 Some(Value::String(b)) => {
-                    let b: Balance = b.parse().map_err(|e: Error| bad(&format!("{field}.balance"), e.message()))?;
+                    let b: Balance = b
+                        .parse()
+                        .map_err(|e: Error| bad(&format!("{field}.balance"), e.message()))?;
                     out.balance.insert(app.clone(), b);
                 }
                 Some(_) => {
@@ -121,7 +151,11 @@ impl RoutesFile {
                     ))
                 }
             }
-            out.routes.push(Route { app, hosts, endpoints });
+            out.routes.push(Route {
+                app,
+                hosts,
+                endpoints,
+            });
         }
         out.routes.sort_by(|a, b| a.app.cmp(&b.app));
         Ok(out)
@@ -154,13 +188,28 @@ mod tests {
         assert_eq!(f.balance.values().next(), Some(&Balance::RoundRobin));
 
         for (text, field) in [
-            (r#"{"apps": {"web": {"endpoints": ["127.0.0.1"]}}}"#, "apps.web.endpoints[0]"),
+            (
+                r#"{"apps": {"web": {"endpoints": ["127.0.0.1"]}}}"#,
+                "apps.web.endpoints[0]",
+            ),
             (r#"{"apps": {"Web": {"endpoints": []}}}"#, "apps.Web"),
-            (r#"{"apps": {"web": {"hosts": ["A.com"], "endpoints": []}}}"#, "apps.web.hosts[0]"),
+            (
+                r#"{"apps": {"web": {"hosts": ["A.com"], "endpoints": []}}}"#,
+                "apps.web.hosts[0]",
+            ),
             (r#"{"apps": {"web": {}}}"#, "apps.web.endpoints"),
-            (r#"{"apps": {"web": {"endpoints": [], "balance": "random"}}}"#, "apps.web.balance"),
-            (r#"{"apps": {"web": {"endpoints": [], "port": 1}}}"#, "apps.web.port"),
-            (r#"{"apps": {"a": {"hosts": ["x.com"], "endpoints": []}, "b": {"hosts": ["x.com"], "endpoints": []}}}"#, "apps.b.hosts[0]"),
+            (
+                r#"{"apps": {"web": {"endpoints": [], "balance": "random"}}}"#,
+                "apps.web.balance",
+            ),
+            (
+                r#"{"apps": {"web": {"endpoints": [], "port": 1}}}"#,
+                "apps.web.port",
+            ),
+            (
+                r#"{"apps": {"a": {"hosts": ["x.com"], "endpoints": []}, "b": {"hosts": ["x.com"], "endpoints": []}}}"#,
+                "apps.b.hosts[0]",
+            ),
             (r#"{"routes": {}}"#, "routes"),
             (r#"{"apps": "#, "routes file"),
         ] {

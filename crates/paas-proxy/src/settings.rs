@@ -200,9 +200,7 @@ impl ProxySettings {
             positive("health_check.interval", hc.interval)?;
             positive("health_check.timeout", hc.timeout)?;
             if hc.unhealthy_threshold == 0 || hc.healthy_threshold == 0 {
-                return Err(Error::invalid(
-                    "health_check thresholds must be at least 1",
-                ));
+                return Err(Error::invalid("health_check thresholds must be at least 1"));
             }
             if let HealthProbe::Http { path } = &hc.probe {
                 let ok = path.starts_with('/')

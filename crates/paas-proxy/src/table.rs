@@ -156,7 +156,10 @@ impl AppEntry {
                     (false, true) => Some(&eps[b]),
                     (false, false) => {
                         let start = fastrand::usize(..n);
-                        (0..n).map(|i| (start + i) % n).find(|&i| ok(i)).map(|i| &eps[i])
+                        (0..n)
+                            .map(|i| (start + i) % n)
+                            .find(|&i| ok(i))
+                            .map(|i| &eps[i])
                     }
                 }
             }
@@ -263,7 +266,10 @@ mod tests {
 
     #[test]
     fn hosts_normalize() {
-        assert_eq!(normalize_host(b"Foo.Localhost:8080").unwrap(), "foo.localhost");
+        assert_eq!(
+            normalize_host(b"Foo.Localhost:8080").unwrap(),
+            "foo.localhost"
+        );
         assert_eq!(normalize_host(b"foo.localhost.").unwrap(), "foo.localhost");
         assert_eq!(normalize_host(b"[::1]:80").unwrap(), "::1");
         assert!(normalize_host(b"a:b").is_none());
