@@ -69,6 +69,12 @@ pub(crate) fn check_branch(branch: &str) -> Result<(), String> {
     if branch == "HEAD" {
         return Err("invalid branch name: \"HEAD\" is reserved".to_string());
     }
+    if branch.starts_with("refs/") {
+        return Err(
+            "invalid branch name: give the short name (main), not a full reference (refs/...)"
+                .to_string(),
+        );
+    }
     check_syntax(branch).map_err(|rule| format!("invalid branch name: {rule}"))?;
     if !git2::Reference::is_valid_name(&format!("refs/heads/{branch}")) {
         return Err("invalid branch name: rejected by git's ref-name rules".to_string());
