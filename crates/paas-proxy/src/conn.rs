@@ -528,7 +528,7 @@ mod tests {
 
     #[test]
     fn follows_chunked_bodies_split_anywhere() {
-        let msg: &[u8] = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n10\r\nGET / HTTP/1.1\r\n\r\n\r\n0\r\nX-T: 1\r\n\r\nGET / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let msg: &[u8] = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n10\r\nGET / HTTP/1.1\r\n\r\n0\r\nX-T: 1\r\n\r\nGET / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
         for split in 0..msg.len() {
             let r = heads(&[&msg[..split], &msg[split..]]);
             assert_eq!(r.len(), 2, "split at {split}");

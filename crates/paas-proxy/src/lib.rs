@@ -31,5 +31,5 @@ mod table;
 
 pub use body::{BoxError, ProxyBody};
 pub use router::ProxyRouter;
-pub use routes_file::RoutesFile;
+pub use routes_file::{load_routes_file, watch_routes_file, RoutesFile};
 pub use settings::{ActiveHealthCheck, Balance, HealthProbe, ProxySettings};

@@ -5,6 +5,8 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use paas_core::{AppName, Domain, Error, Result, Route};
 use serde_json::Value;
@@ -169,6 +171,60 @@ impl crate::ProxyRouter {
             self.set_balance(app, *b);
         }
         self.replace_routes(file.routes.clone())
+    }
+}
+
+/// Reads, validates and applies the routes file at `path`; returns the number of apps. On any
+/// error (unreadable, bad JSON, a field breaking a rule) the current table stays as it is.
+pub async fn load_routes_file(router: &crate::ProxyRouter, path: &Path) -> Result<usize> {
+    let text = tokio::fs::read_to_string(path).await.map_err(|e| {
+        Error::from(e).with_operation(format!("read routes file {}", path.display()))
+    })?;
+    let file = RoutesFile::parse(&text)
+        .map_err(|e| Error::invalid(format!("routes file {}: {}", path.display(), e.message())))?;
+    router.apply_routes_file(&file)?;
+    Ok(file.routes.len())
+}
+
+fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+/// Reloads the routes file when it changes (its modification time or size, checked every
+/// `poll`) and on SIGHUP, forever. A bad file is logged with the field it breaks and the
+/// current table stays.
+pub async fn watch_routes_file(router: crate::ProxyRouter, path: PathBuf, poll: Duration) {
+    let mut last = stamp(&path);
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        #[cfg(unix)]
+        let hangup = async {
+            match hup.as_mut() {
+                Some(h) => {
+                    h.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hangup = std::future::pending::<()>();
+        let reason = tokio::select! {
+            _ = tokio::time::sleep(poll) => "file changed",
+            _ = hangup => "SIGHUP",
+        };
+        let now = stamp(&path);
+        if reason == "file changed" && now == last {
+            continue;
+        }
+        last = now;
+        match load_routes_file(&router, &path).await {
+            Ok(apps) => tracing::info!(apps, reason, path = %path.display(), "routes reloaded"),
+            Err(e) => {
+                tracing::error!(error = %e, reason, "routes file rejected; the current table stays")
+            }
+        }
     }
 }
 
