@@ -7,6 +7,7 @@
 //! - every applet the binary reports (`busybox --list-full`) as a symlink to `/bin/busybox`
 //!   (the `busybox --install -s` layout): `sh`, `httpd`, `nc`, `wget`, `env`, `sleep`...;
 //! - an unprivileged user `app` (uid/gid [`APP_UID`]) whose home `/app` it owns, and `nobody`;
+//! - `printenv` (a small script: the Debian build lacks the applet);
 //! - `/tmp` (mode 1777), `/root`, `/etc/passwd`, `/etc/group`;
 //! - `PATH`, `HOME=/app`, `WORKDIR /app`, `USER 1000:1000` in the image config.
 //!
@@ -35,6 +36,22 @@ pub const DEFAULT_STACK_IMAGE: &str = "paas/stack-busybox:1";
 pub const BUSYBOX_PATH: &str = "/bin/busybox";
 /// The uid and gid of the unprivileged `app` user of the stacks.
 pub const APP_UID: u32 = 1000;
+/// The layout revision of the busybox stack; [`ensure_busybox_stack`] rebuilds an image with
+/// another revision.
+pub const STACK_REVISION: &str = "2";
+const REVISION_LABEL: &str = "paas.stack-revision";
+
+/// `printenv`, which Debian's busybox-static lacks.
+const PRINTENV: &str = r#"#!/bin/sh
+# printenv [NAME...] (busybox-static has no printenv applet)
+[ $# -eq 0 ] && exec env
+rc=0
+for name in "$@"; do
+  awk -v n="$name" 'BEGIN { if (n in ENVIRON) { print ENVIRON[n]; exit 0 } exit 1 }' || rc=1
+done
+exit $rc
+"#;
+
 /// `PATH` inside stack images.
 pub const STACK_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -49,7 +66,29 @@ pub async fn ensure_busybox_stack(docker: &Docker, tag: &str) -> Result<String> 
     static ENSURE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _one = ENSURE.lock().await;
     match docker.inspect_image(tag).await {
-        Ok(img) => return img.id.ok_or_else(|| Error::internal("image without id")),
+        Ok(img) => {
+            let revision = img
+                .config
+                .as_ref()
+                .and_then(|c| c.labels.as_ref())
+                .and_then(|l| l.get(REVISION_LABEL).cloned());
+            if revision.as_deref() == Some(STACK_REVISION) {
+                return img.id.ok_or_else(|| Error::internal("image without id"));
+            }
+            // An older layout of the stack: rebuild it under the same tag, and drop the old
+            // image unless builds still use it as their base.
+            let id = build_busybox_stack(docker, tag, Path::new(BUSYBOX_PATH)).await?;
+            if let Some(old) = img.id.filter(|old| *old != id) {
+                let _ = docker
+                    .remove_image(
+                        &old,
+                        None::<bollard::query_parameters::RemoveImageOptions>,
+                        None,
+                    )
+                    .await;
+            }
+            return Ok(id);
+        }
         Err(e) if is_not_found(&e) => {}
         Err(e) => return Err(docker_error(e, "ensure_stack")),
     }
@@ -78,6 +117,7 @@ pub async fn build_busybox_stack(docker: &Docker, tag: &str, busybox: &Path) -> 
             "WORKDIR /app".into(),
             format!("USER {APP_UID}:{APP_UID}"),
             "LABEL paas.stack=busybox".into(),
+            format!("LABEL {REVISION_LABEL}={STACK_REVISION}"),
             "CMD [\"/bin/sh\"]".into(),
         ],
         ..Default::default()
@@ -195,6 +235,15 @@ fn busybox_rootfs(busybox: &Path) -> Result<Vec<u8>> {
     w.file("etc/passwd", 0o644, root, &passwd[..], n)?;
     let (group, n) = text(&format!("root:x:0:\napp:x:{APP_UID}:\nnogroup:x:65534:\n"));
     w.file("etc/group", 0o644, root, &group[..], n)?;
+    if seen.insert("usr/bin/printenv".into()) {
+        w.file(
+            "usr/bin/printenv",
+            0o755,
+            root,
+            PRINTENV.as_bytes(),
+            PRINTENV.len() as u64,
+        )?;
+    }
     let (os, n) = text("NAME=\"paas busybox stack\"\nID=paas-busybox\n");
     w.file("etc/os-release", 0o644, root, &os[..], n)?;
     Ok(w.finish()?)

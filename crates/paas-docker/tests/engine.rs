@@ -754,3 +754,42 @@ async fn crashes_restart_with_backoff_and_stop_sends_sigterm() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn stack_image_layout() {
+    let Some(docker) = docker().await else { return };
+    let app = app("stack");
+    let _cleanup = Cleanup {
+        docker: docker.clone(),
+        app: app.clone(),
+    };
+    let build = paas_core::Build {
+        id: BuildId::new("stack").unwrap(),
+        app: app.clone(),
+        commit: None,
+        artifact: paas_core::Artifact {
+            image: paas_docker::stack::DEFAULT_STACK_IMAGE.into(),
+        },
+        procfile: paas_core::Procfile::default(),
+        strategy: "image".into(),
+        created_at: paas_core::Timestamp::now(),
+    };
+    let s = scheduler(&docker, &app).await;
+    let script = "for a in sh httpd nc wget env sleep printenv; do command -v $a >/dev/null || echo missing-$a; done; \
+                  id -un; stat -c %a /tmp; stat -c %U /app; pwd; echo home=$HOME; printenv GREETING";
+    let (out, code) = run_output(
+        &s,
+        RunRequest::new(
+            release(&build, 1, config(&[("GREETING", "hi")])),
+            vec!["sh".into(), "-c".into(), script.into()],
+        ),
+    )
+    .await;
+    assert_eq!(code.unwrap(), 0, "{out}");
+    assert!(!out.contains("missing-"), "{out}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["app", "1777", "app", "/app", "home=/app", "hi"],
+        "{out}"
+    );
+}
