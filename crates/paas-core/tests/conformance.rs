@@ -68,3 +68,38 @@ async fn memory_scheduler() {
     let dynamic: Arc<dyn Scheduler> = Arc::new(MemoryScheduler::new());
     testkit::scheduler::run_all(dynamic.as_ref(), &fixture).await;
 }
+
+#[tokio::test]
+async fn memory_log_sink_with_dir_survives_a_restart() {
+    let dir = testkit::TempDir::new();
+    let app = testkit::unique_app("persist");
+    {
+        let sink = MemoryLogSink::with_capacity(3)
+            .with_dir(dir.path())
+            .unwrap();
+        for i in 0..5 {
+            sink.append(LogLine::new(
+                app.clone(),
+                LogSource::Router,
+                format!("l{i}"),
+            ))
+            .await
+            .unwrap();
+        }
+    }
+    let sink = MemoryLogSink::with_capacity(3)
+        .with_dir(dir.path())
+        .unwrap();
+    let texts: Vec<String> = sink
+        .tail(&app, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.text)
+        .collect();
+    assert_eq!(
+        texts,
+        ["l2", "l3", "l4"],
+        "a new sink starts from the file's last lines"
+    );
+}

@@ -13,6 +13,9 @@ use crate::error::Result;
 use crate::model::{AppName, LogLine};
 use crate::traits::log_sink::LogSink;
 
+/// A log file larger than this when an app's log is first opened is rotated to `<app>.log.1`.
+const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;
+
 #[derive(Debug)]
 struct AppLog {
     ring: VecDeque<LogLine>,
@@ -48,7 +51,9 @@ impl MemoryLogSink {
             apps: Mutex::new(HashMap::new()),
         }
     }
-    /// Also appends every line to `<dir>/<app>.log` (JSON lines). The directory is created.
+    /// Also appends every line to `<dir>/<app>.log` (JSON lines), and starts each app's ring
+    /// from the end of its file, so a restarted process keeps showing recent lines. The
+    /// directory is created.
     pub fn with_dir(mut self, dir: impl Into<PathBuf>) -> Result<Self> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir)?;
@@ -59,19 +64,52 @@ impl MemoryLogSink {
     fn entry<'a>(&self, apps: &'a mut HashMap<AppName, AppLog>, app: &AppName) -> &'a mut AppLog {
         apps.entry(app.clone()).or_insert_with(|| {
             let file = self.dir.as_ref().and_then(|d| {
+                let path = d.join(format!("{app}.log"));
+                if std::fs::metadata(&path).is_ok_and(|m| m.len() > MAX_FILE_BYTES) {
+                    let _ = std::fs::rename(&path, d.join(format!("{app}.log.1")));
+                }
                 std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(d.join(format!("{app}.log")))
                     .ok()
             });
+            let ring = self
+                .dir
+                .as_ref()
+                .map(|d| {
+                    let mut ring = read_tail(&d.join(format!("{app}.log.1")), self.capacity);
+                    ring.extend(read_tail(&d.join(format!("{app}.log")), self.capacity));
+                    while ring.len() > self.capacity {
+                        ring.pop_front();
+                    }
+                    ring
+                })
+                .unwrap_or_default();
             AppLog {
-                ring: VecDeque::new(),
+                ring,
                 tx: broadcast::channel(4096).0,
                 file,
             }
         })
     }
+}
+
+/// The last `n` lines of a JSON-lines log file (lines that do not parse are skipped).
+fn read_tail(path: &std::path::Path, n: usize) -> VecDeque<LogLine> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return VecDeque::new();
+    };
+    let mut ring = VecDeque::with_capacity(n.min(4096));
+    for line in text.lines() {
+        if let Ok(l) = serde_json::from_str::<LogLine>(line) {
+            if ring.len() == n {
+                ring.pop_front();
+            }
+            ring.push_back(l);
+        }
+    }
+    ring
 }
 
 #[async_trait]
@@ -97,14 +135,13 @@ impl LogSink for MemoryLogSink {
     }
 
     async fn tail(&self, app: &AppName, n: usize) -> Result<Vec<LogLine>> {
-        let apps = lock(&self.apps);
-        Ok(apps
-            .get(app)
-            .map(|l| {
-                let skip = l.ring.len().saturating_sub(n);
-                l.ring.iter().skip(skip).cloned().collect()
-            })
-            .unwrap_or_default())
+        let mut apps = lock(&self.apps);
+        let log = match (apps.contains_key(app), &self.dir) {
+            (false, None) => return Ok(Vec::new()),
+            _ => self.entry(&mut apps, app),
+        };
+        let skip = log.ring.len().saturating_sub(n);
+        Ok(log.ring.iter().skip(skip).cloned().collect())
     }
 
     async fn follow(&self, app: &AppName) -> Result<BoxStream<'static, LogLine>> {
@@ -128,6 +165,7 @@ impl LogSink for MemoryLogSink {
         lock(&self.apps).remove(app);
         if let Some(d) = &self.dir {
             let _ = std::fs::remove_file(d.join(format!("{app}.log")));
+            let _ = std::fs::remove_file(d.join(format!("{app}.log.1")));
         }
         Ok(())
     }
