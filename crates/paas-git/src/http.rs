@@ -22,15 +22,14 @@ use http::{Method, Request, Response, StatusCode};
 use http_body::{Body, Frame};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited, StreamBody};
-use paas_core::{AppName, CommitId, OutputSender};
+use paas_core::AppName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use crate::hook::{PushEvent, PushHook};
-use crate::pktline::{self, Pkt, RefCommand, RefStatus};
-use crate::refname;
-use crate::store::{blocking, git_error, GitSourceStore};
+use crate::hook::PushHook;
+use crate::pktline;
+use crate::store::GitSourceStore;
 
 /// A boxed, thread-safe error.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -125,11 +124,11 @@ pub struct GitHttpService {
 }
 
 #[derive(Clone)]
-struct ServiceInner {
-    store: GitSourceStore,
-    auth: TokenAuth,
-    settings: GitHttpSettings,
-    hook: Option<Arc<dyn PushHook>>,
+pub(crate) struct ServiceInner {
+    pub(crate) store: GitSourceStore,
+    pub(crate) auth: TokenAuth,
+    pub(crate) settings: GitHttpSettings,
+    pub(crate) hook: Option<Arc<dyn PushHook>>,
 }
 
 impl fmt::Debug for GitHttpService {
@@ -143,7 +142,7 @@ impl fmt::Debug for GitHttpService {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum GitService {
+pub(crate) enum GitService {
     Upload,
     Receive,
 }
@@ -186,13 +185,13 @@ fn parse_path(path: &str) -> Option<(AppName, Route)> {
     Some((app, route))
 }
 
-fn full_body(bytes: impl Into<Bytes>) -> GitBody {
+pub(crate) fn full_body(bytes: impl Into<Bytes>) -> GitBody {
     Full::new(bytes.into())
         .map_err(|never: Infallible| match never {})
         .boxed_unsync()
 }
 
-fn text(status: StatusCode, message: impl Into<String>) -> Response<GitBody> {
+pub(crate) fn text(status: StatusCode, message: impl Into<String>) -> Response<GitBody> {
     let mut message = message.into();
     message.push('\n');
     let mut resp = Response::new(full_body(message));
@@ -216,7 +215,7 @@ fn no_cache(headers: &mut HeaderMap) {
     );
 }
 
-fn git_response(content_type: &'static str, body: GitBody) -> Response<GitBody> {
+pub(crate) fn git_response(content_type: &'static str, body: GitBody) -> Response<GitBody> {
     let mut resp = Response::new(body);
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -224,7 +223,7 @@ fn git_response(content_type: &'static str, body: GitBody) -> Response<GitBody> 
     resp
 }
 
-fn result_type(service: GitService) -> &'static str {
+pub(crate) fn result_type(service: GitService) -> &'static str {
     match service {
         GitService::Upload => "application/x-git-upload-pack-result",
         GitService::Receive => "application/x-git-receive-pack-result",
@@ -232,7 +231,7 @@ fn result_type(service: GitService) -> &'static str {
 }
 
 /// A response body fed by a channel.
-fn channel_body(rx: mpsc::Receiver<Bytes>) -> GitBody {
+pub(crate) fn channel_body(rx: mpsc::UnboundedReceiver<Bytes>) -> GitBody {
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv()
             .await
@@ -275,7 +274,9 @@ fn is_v2(protocol: &Option<String>) -> bool {
 }
 
 /// Drains a child's stderr (bounded) so that it can never block on a full pipe.
-fn drain_stderr(stderr: Option<tokio::process::ChildStderr>) -> tokio::task::JoinHandle<String> {
+pub(crate) fn drain_stderr(
+    stderr: Option<tokio::process::ChildStderr>,
+) -> tokio::task::JoinHandle<String> {
     tokio::spawn(async move {
         let mut out = Vec::new();
         if let Some(mut stderr) = stderr {
@@ -294,7 +295,7 @@ fn drain_stderr(stderr: Option<tokio::process::ChildStderr>) -> tokio::task::Joi
 }
 
 /// Reads a chunk from `reader` into `buf`; returns the number of bytes read.
-async fn read_chunk(reader: &mut (impl AsyncRead + Unpin), buf: &mut BytesMut) -> usize {
+pub(crate) async fn read_chunk(reader: &mut (impl AsyncRead + Unpin), buf: &mut BytesMut) -> usize {
     buf.reserve(64 * 1024);
     reader.read_buf(buf).await.unwrap_or(0)
 }
@@ -458,7 +459,7 @@ impl GitHttpService {
 }
 
 impl ServiceInner {
-    fn git(
+    pub(crate) fn git(
         &self,
         service: GitService,
         path: &Path,
@@ -647,378 +648,6 @@ impl ServiceInner {
             StreamBody::new(stream).boxed_unsync(),
         )
     }
-
-    /// A response refusing the whole push, with a reason per ref in report-status.
-    fn refuse_push(
-        request: &pktline::ReceiveRequest,
-        statuses: Vec<RefStatus>,
-        summary: &str,
-    ) -> Response<GitBody> {
-        if !request.has("report-status") && !request.has("report-status-v2") {
-            return text(StatusCode::FORBIDDEN, format!("push refused: {summary}"));
-        }
-        let report = pktline::encode_report(&statuses);
-        let body = match request.sideband_max() {
-            Some(max) => {
-                let mut out = BytesMut::new();
-                out.extend_from_slice(&pktline::sideband(1, &report, max));
-                out.extend_from_slice(&pktline::progress_lines(summary, max));
-                out.extend_from_slice(pktline::FLUSH);
-                out.freeze()
-            }
-            None => report,
-        };
-        git_response(result_type(GitService::Receive), full_body(body))
-    }
-
-    async fn receive_pack(
-        self: Arc<Self>,
-        app: AppName,
-        path: PathBuf,
-        body: Bytes,
-    ) -> Response<GitBody> {
-        let request = match pktline::parse_receive_request(&body) {
-            Ok(r) => r,
-            Err(why) => return text(StatusCode::BAD_REQUEST, why),
-        };
-        if request.commands.is_empty() {
-            // git's probe before a large push (`0000`): nothing to do.
-            return git_response(result_type(GitService::Receive), full_body(Bytes::new()));
-        }
-
-        // 1. Ref names: only refs/heads/*, valid names.
-        let checks: Vec<Result<(), String>> = request
-            .commands
-            .iter()
-            .map(|c| refname::check_push_ref(&c.name))
-            .collect();
-        if let Some(first_err) = checks.iter().find_map(|c| c.as_ref().err()) {
-            let statuses = request
-                .commands
-                .iter()
-                .zip(&checks)
-                .map(|(c, check)| RefStatus {
-                    name: c.name.clone(),
-                    result: Err(match check {
-                        Err(why) => why.clone(),
-                        Ok(()) => "not updated: another ref in this push was refused".into(),
-                    }),
-                })
-                .collect();
-            tracing::info!(%app, reason = %first_err, "git http: push refused");
-            return Self::refuse_push(
-                &request,
-                statuses,
-                &format!("push refused: {first_err}; nothing was changed"),
-            );
-        }
-
-        // 2. The pack must be complete (a truncated upload changes nothing).
-        let needs_pack = request.commands.iter().any(|c| !c.is_delete());
-        let pack = body.slice(request.pack_offset..);
-        if needs_pack || !pack.is_empty() {
-            let checked = tokio::task::spawn_blocking(move || pktline::check_pack(&pack)).await;
-            match checked {
-                Ok(Ok(())) => {}
-                Ok(Err(why)) => return text(StatusCode::BAD_REQUEST, why),
-                Err(e) => {
-                    return text(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        format!("checking the pack failed: {e}"),
-                    )
-                }
-            }
-        }
-
-        // 3. One push per app at a time; a push based on stale refs is told to fetch first.
-        let guard = self.store.lock_app(&app).await;
-        let stale = match current_mismatches(path.clone(), request.commands.clone()).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(%app, error = %e, "git http: reading refs failed");
-                return text(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "reading the repository failed",
-                );
-            }
-        };
-        if stale.iter().any(|s| *s) {
-            let statuses = request
-                .commands
-                .iter()
-                .zip(&stale)
-                .map(|(c, stale)| RefStatus {
-                    name: c.name.clone(),
-                    result: Err(if *stale {
-                        "fetch first: the branch moved since you fetched (another push won); pull, then push again".into()
-                    } else {
-                        "not updated: another ref in this push was refused".into()
-                    }),
-                })
-                .collect();
-            return Self::refuse_push(
-                &request,
-                statuses,
-                "push refused: the remote branch moved since you fetched (fetch first); nothing was changed",
-            );
-        }
-
-        // 4. Hand it to git.
-        let child = self
-            .git(GitService::Receive, &path, None)
-            .arg("--")
-            .arg(&path)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn();
-        let mut child = match child {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "git http: cannot run git receive-pack");
-                return text(StatusCode::INTERNAL_SERVER_ERROR, "cannot run git");
-            }
-        };
-        let stdin = child.stdin.take();
-        tokio::spawn(async move {
-            if let Some(mut stdin) = stdin {
-                let _ = stdin.write_all(&body).await;
-            }
-        });
-        let stderr = drain_stderr(child.stderr.take());
-        let Some(stdout) = child.stdout.take() else {
-            return text(StatusCode::INTERNAL_SERVER_ERROR, "cannot run git");
-        };
-        let (tx, rx) = mpsc::channel::<Bytes>(32);
-        let sideband = request.sideband_max();
-        tokio::spawn(self.finish_push(
-            app, path, request, child, stdout, stderr, guard, tx, sideband,
-        ));
-        git_response(result_type(GitService::Receive), channel_body(rx))
-    }
-
-    /// Relays receive-pack's output, then runs the deploy hook and relays its progress.
-    #[allow(clippy::too_many_arguments)]
-    async fn finish_push(
-        self: Arc<Self>,
-        app: AppName,
-        path: PathBuf,
-        request: pktline::ReceiveRequest,
-        mut child: tokio::process::Child,
-        mut stdout: tokio::process::ChildStdout,
-        stderr: tokio::task::JoinHandle<String>,
-        guard: tokio::sync::OwnedMutexGuard<()>,
-        tx: mpsc::Sender<Bytes>,
-        sideband: Option<usize>,
-    ) {
-        let mut buf = BytesMut::new();
-        let mut report = Vec::new();
-        let mut held_flush = false;
-        let mut broken = false;
-        loop {
-            let n = read_chunk(&mut stdout, &mut buf).await;
-            if n == 0 {
-                break;
-            }
-            if sideband.is_none() || broken {
-                report.extend_from_slice(&buf);
-                let _ = tx.send(buf.split().freeze()).await;
-                continue;
-            }
-            loop {
-                match pktline::decode(&buf) {
-                    Ok(Some((pkt, used))) => {
-                        match pkt {
-                            Pkt::Flush => held_flush = true,
-                            pkt => {
-                                if let Pkt::Data(d) = pkt {
-                                    if d.first() == Some(&1) {
-                                        report.extend_from_slice(&d[1..]);
-                                    }
-                                }
-                                if held_flush {
-                                    held_flush = false;
-                                    let _ = tx.send(Bytes::from_static(pktline::FLUSH)).await;
-                                }
-                                let _ = tx.send(buf.split_to(used).freeze()).await;
-                                continue;
-                            }
-                        }
-                        let _ = buf.split_to(used);
-                    }
-                    Ok(None) => break,
-                    Err(_) => {
-                        broken = true;
-                        let _ = tx.send(buf.split().freeze()).await;
-                        break;
-                    }
-                }
-            }
-        }
-        if !buf.is_empty() {
-            let _ = tx.send(buf.split().freeze()).await;
-        }
-        let status = child.wait().await;
-        let stderr = stderr.await.unwrap_or_default();
-        let succeeded = matches!(&status, Ok(s) if s.success());
-        if !succeeded {
-            tracing::warn!(%app, status = ?status, %stderr, "git http: receive-pack failed");
-        }
-
-        let parsed = pktline::parse_report(&report);
-        let updated: Vec<&RefCommand> = request
-            .commands
-            .iter()
-            .filter(|c| {
-                parsed
-                    .refs
-                    .iter()
-                    .any(|r| r.name == c.name && r.result.is_ok())
-            })
-            .collect();
-        for c in &updated {
-            tracing::info!(%app, r#ref = %c.name, old = %c.old, new = %c.new, "git push stored");
-        }
-        self.point_head(&path, &updated).await;
-        drop(guard);
-
-        if let Some(hook) = self.hook.clone() {
-            for c in updated {
-                let Some(branch) = c.name.strip_prefix("refs/heads/") else {
-                    continue;
-                };
-                if c.is_delete() || !self.settings.deploy_branches.iter().any(|b| b == branch) {
-                    continue;
-                }
-                let Ok(commit) = CommitId::new(c.new.clone()) else {
-                    continue;
-                };
-                let mut event = PushEvent::new(app.clone(), branch, commit);
-                event.previous = (!pktline::is_zero(&c.old))
-                    .then(|| CommitId::new(c.old.clone()).ok())
-                    .flatten();
-                self.run_hook(&hook, event, &tx, sideband).await;
-            }
-        }
-
-        if held_flush {
-            let _ = tx.send(Bytes::from_static(pktline::FLUSH)).await;
-        } else if let (Some(max), false) = (sideband, succeeded) {
-            let _ = tx
-                .send(pktline::sideband(
-                    3,
-                    b"receive-pack failed on the server",
-                    max,
-                ))
-                .await;
-        }
-    }
-
-    /// If HEAD names a branch that does not exist and a deploy branch now does, point HEAD at
-    /// it, so that clones check it out.
-    async fn point_head(&self, path: &Path, updated: &[&RefCommand]) {
-        let candidates: Vec<String> = self
-            .settings
-            .deploy_branches
-            .iter()
-            .map(|b| format!("refs/heads/{b}"))
-            .filter(|r| updated.iter().any(|c| &c.name == r && !c.is_delete()))
-            .collect();
-        if candidates.is_empty() {
-            return;
-        }
-        let path = path.to_path_buf();
-        let result = blocking("push", move || {
-            let repo = git2::Repository::open_bare(&path).map_err(|e| git_error("push", e))?;
-            let head_ok = repo.head().is_ok();
-            if !head_ok {
-                repo.set_head(&candidates[0])
-                    .map_err(|e| git_error("push", e))?;
-            }
-            Ok(())
-        })
-        .await;
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "git http: cannot update HEAD");
-        }
-    }
-
-    async fn run_hook(
-        &self,
-        hook: &Arc<dyn PushHook>,
-        event: PushEvent,
-        tx: &mpsc::Sender<Bytes>,
-        sideband: Option<usize>,
-    ) {
-        let app = event.app.clone();
-        let short: String = event.commit.as_str().chars().take(7).collect();
-        let send = |text: String| async move {
-            if let Some(max) = sideband {
-                let _ = tx.send(pktline::progress_lines(&text, max)).await;
-            }
-        };
-        let (progress, mut lines) = OutputSender::channel();
-        let hook = Arc::clone(hook);
-        let mut task = tokio::spawn(async move { hook.on_push(event, progress).await });
-        let mut lines_open = true;
-        let result = loop {
-            tokio::select! {
-                line = lines.recv(), if lines_open => match line {
-                    Some(line) => send(line).await,
-                    None => lines_open = false,
-                },
-                result = &mut task => break result,
-                _ = tokio::time::sleep(self.settings.keepalive) => {
-                    if sideband.is_some() {
-                        // An empty band-1 packet: git's own keep-alive.
-                        let _ = tx.send(Bytes::from_static(b"0005\x01")).await;
-                    }
-                }
-            }
-        };
-        while let Ok(line) = lines.try_recv() {
-            send(line).await;
-        }
-        match result {
-            Ok(Ok(message)) => {
-                tracing::info!(%app, commit = %short, %message, "deploy after push finished");
-                send(message).await;
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(%app, commit = %short, error = %e, "deploy after push failed");
-                send(format!(
-                    "deploy of {short} failed: {e}\nthe push itself was stored; fix the problem and push again"
-                ))
-                .await;
-            }
-            Err(e) => {
-                tracing::error!(%app, commit = %short, error = %e, "deploy hook panicked");
-                send(format!("deploy of {short} failed: internal error")).await;
-            }
-        }
-    }
-}
-
-/// For each command, whether its old id no longer matches the ref (a lost race).
-async fn current_mismatches(
-    path: PathBuf,
-    commands: Vec<RefCommand>,
-) -> paas_core::Result<Vec<bool>> {
-    blocking("push", move || {
-        let repo = git2::Repository::open_bare(&path).map_err(|e| git_error("push", e))?;
-        commands
-            .iter()
-            .map(|c| {
-                let current = match repo.refname_to_id(&c.name) {
-                    Ok(oid) => oid.to_string(),
-                    Err(e) if e.code() == git2::ErrorCode::NotFound => "0".repeat(c.old.len()),
-                    Err(e) => return Err(git_error("push", e)),
-                };
-                Ok(current != c.old)
-            })
-            .collect()
-    })
-    .await
 }
 
 impl<B> tower::Service<Request<B>> for GitHttpService

@@ -29,6 +29,7 @@
 mod hook;
 mod http;
 mod pktline;
+mod receive;
 mod refname;
 mod store;
 

@@ -532,3 +532,70 @@ async fn racing_pushes_on_one_ref() {
         &["fsck", "--no-progress"],
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_silent_deploy_gets_keepalives_and_master_becomes_head() {
+    let hook = push_hook_fn(|_event: PushEvent, _progress| async move {
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+        Ok("Released v1 after a quiet build".to_string())
+    });
+    let mut settings = GitHttpSettings::default();
+    settings.keepalive = std::time::Duration::from_millis(100);
+    let server = Server::start_with(Some(hook), settings).await;
+    let app = server.create_app("quiet").await;
+    let work = server.workdir("work");
+    ok(&git(&work, &["init", "-q", "-b", "master"]));
+    let c1 = commit(&work, &[("a", "a\n")], "on master");
+    let out = git_async(&work, &["push", &server.url("quiet"), "master"]).await;
+    ok(&out);
+    assert!(
+        stderr(&out).contains("remote: Released v1 after a quiet build"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        server.store.resolve(&app, "HEAD").await.unwrap().as_str(),
+        c1
+    );
+    let parent = server.workdir("clones");
+    ok(&git_async(&parent, &["clone", "-q", &server.url("quiet"), "copy"]).await);
+    assert_eq!(
+        ok(&git(
+            &parent.join("copy"),
+            &["rev-parse", "--abbrev-ref", "HEAD"]
+        )),
+        "master"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mounted_in_axum_under_a_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = paas_git::GitSourceStore::open(dir.path().join("repos")).unwrap();
+    let app = paas_core::AppName::new("mounted").unwrap();
+    store.create_repo(&app).await.unwrap();
+    let service = paas_git::GitHttpService::new(
+        store.clone(),
+        paas_git::TokenAuth::new(|t| t == TOKEN),
+        GitHttpSettings::default(),
+    );
+    let router = axum::Router::new()
+        .route("/health", axum::routing::get(|| async { "ok" }))
+        .nest_service("/git", service);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let c1 = init_repo(&work, &[("a", "a\n")]);
+    let url = format!("http://x:{TOKEN}@{addr}/git/mounted.git");
+    ok(&git_async(&work, &["push", &url, "main"]).await);
+    assert_eq!(store.resolve(&app, "main").await.unwrap().as_str(), c1);
+    ok(&git_async(dir.path(), &["clone", "-q", &url, "copy"]).await);
+    assert_eq!(
+        ok(&git(&dir.path().join("copy"), &["rev-parse", "HEAD"])),
+        c1
+    );
+    server.abort();
+}
