@@ -72,9 +72,19 @@
 //! What it does **not** protect against: anyone who can read the key file too, which includes
 //! the user the daemon runs as, root, and a backup of the whole directory when the key sits
 //! next to the database. Keep the key on another volume (a secrets mount) and out of database
-//! backups for the protection to matter. Keys, config *keys* (variable names), build metadata
-//! and release descriptions are stored in clear. There is no key rotation yet. Losing the key
+//! backups for the protection to matter. Config keys (variable names), build metadata and
+//! release descriptions are stored in clear. There is no key rotation yet. Losing the key
 //! file makes every stored config unreadable: back it up separately.
+//!
+//! ## Performance
+//!
+//! `cargo bench -p paas-sqlite --bench store` (one run on the 2-core development VM, database
+//! on its virtio disk; fsync is cheap there, expect fewer appends per second on a disk with a
+//! real flush): about 2,500 appends/s from one task with `synchronous = FULL` (1,500/s from 8
+//! tasks contending for the single writer), 9,000/s with `NORMAL`; with 10,000 releases in
+//! one app, listing the newest 20 takes about 0.14 ms, the newest 100 about 0.7 ms, a page
+//! further back the same as the newest (primary-key range scan), the whole history about
+//! 85 ms (every snapshot is decrypted and decoded), and the database is about 5.6 MiB.
 //!
 //! ## A PostgreSQL backend
 //!

@@ -248,6 +248,8 @@ fn kill_9_at_random_moments_loses_no_acknowledged_write() {
     let mut prev_config: Option<Config> = None;
     let mut total_acks = 0usize;
     let mut rounds_with_writes = 0;
+    // Kills that landed after a commit but before its acknowledgement was printed.
+    let mut unacknowledged_commits = 0;
 
     for round in 0..ROUNDS {
         let acks = run_child(&db, round);
@@ -335,6 +337,7 @@ fn kill_9_at_random_moments_loses_no_acknowledged_write() {
             let before = last_acked.or_else(|| prev_config.clone());
             let in_flight = op_config(&in_flight_tag, is_release_op(next_k));
             if current == in_flight {
+                unacknowledged_commits += 1;
                 assert_eq!(
                     in_flight_release_committed,
                     is_release_op(next_k),
@@ -358,7 +361,8 @@ fn kill_9_at_random_moments_loses_no_acknowledged_write() {
         rt.block_on(integrity_check(&db));
     }
     eprintln!(
-        "crash test: {ROUNDS} kills, {total_acks} acknowledged writes ({rounds_with_writes} rounds with writes), {} releases verified",
+        "crash test: {ROUNDS} kills, {total_acks} acknowledged writes ({rounds_with_writes} rounds with writes), \
+         {unacknowledged_commits} kills between a commit and its acknowledgement, {} releases verified",
         acked_releases.len()
     );
     assert!(

@@ -580,3 +580,85 @@ async fn key_file_can_live_elsewhere() {
         config(&[("A", "b")])
     );
 }
+
+#[tokio::test]
+async fn releases_are_immutable_and_versions_come_from_the_counter() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("records.db");
+    let app = name("imm");
+    let b = build("imm", "b1");
+    {
+        let s = SqliteReleaseStore::open(&path).await.unwrap();
+        s.create_app(App::new(app.clone())).await.unwrap();
+        s.put_build(b.clone()).await.unwrap();
+        for _ in 0..3 {
+            s.append_release(new_release("imm", &b, Config::new(), "r"))
+                .await
+                .unwrap();
+        }
+        s.close().await;
+    }
+    let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    // Anything but the deploy status is refused by the database itself.
+    let e = sqlx::query("UPDATE releases SET description = 'rewritten' WHERE version = 1")
+        .execute(&mut c)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("immutable"), "{e}");
+    sqlx::query("UPDATE releases SET status = 'succeeded' WHERE version = 1")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    // Even if the newest release row vanished, its version is not handed out again.
+    sqlx::query("DELETE FROM releases WHERE version = 3")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    c.close().await.unwrap();
+    let s = SqliteReleaseStore::open(&path).await.unwrap();
+    let r = s
+        .append_release(new_release("imm", &b, Config::new(), "after"))
+        .await
+        .unwrap();
+    assert_eq!(r.version, Version(4));
+}
+
+#[tokio::test]
+async fn reads_proceed_and_see_acknowledged_writes_during_concurrent_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s: Arc<dyn ReleaseStore> = Arc::new(open(&dir).await);
+    let app = name("rw");
+    s.create_app(App::new(app.clone())).await.unwrap();
+    let b = build("rw", "b1");
+    s.put_build(b.clone()).await.unwrap();
+    let writer = {
+        let s = s.clone();
+        let b = b.clone();
+        tokio::spawn(async move {
+            for i in 0..50u64 {
+                let r = s
+                    .append_release(new_release("rw", &b, config(&[("I", &i.to_string())]), "w"))
+                    .await
+                    .unwrap();
+                // Read-your-writes through the read pool.
+                let got = s.get_release(&name("rw"), r.version).await.unwrap();
+                assert_eq!(got.config, r.config);
+                assert_eq!(s.get_config(&name("rw")).await.unwrap(), r.config);
+            }
+        })
+    };
+    // Meanwhile, listings only ever see whole, contiguous histories.
+    for _ in 0..50 {
+        let l = s
+            .list_releases(&app, ListReleases::newest(1000))
+            .await
+            .unwrap();
+        let n = l.len() as u64;
+        assert!(l.iter().map(|r| r.version.0).eq((1..=n).rev()));
+        tokio::task::yield_now().await;
+    }
+    writer.await.unwrap();
+}
