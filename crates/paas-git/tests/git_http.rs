@@ -150,7 +150,13 @@ async fn push_incremental_force_delete_clone_fetch() {
             .as_str(),
         c5
     );
-    ok(&git_async(&work, &["push", &url, ":feature"]).await);
+    // A new branch at an existing commit: the client sends an empty pack.
+    ok(&git_async(&work, &["push", &url, "feature:refs/heads/same"]).await);
+    assert_eq!(
+        server.store.resolve(&app, "same").await.unwrap().as_str(),
+        c5
+    );
+    ok(&git_async(&work, &["push", &url, ":feature", ":same"]).await);
     let e = server.store.resolve(&app, "feature").await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);
 
