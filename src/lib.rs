@@ -9,6 +9,10 @@
 //! The example binaries `paasd` (the daemon) and `paas` (the CLI) live in
 //! `examples/`; end-to-end tests live in `tests/`.
 
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 pub use paas_core as core;
 pub use paas_docker as docker;
 pub use paas_git as git;
