@@ -10,7 +10,7 @@ use paas_core::{
     NewRelease, Release, ReleaseStore, Result, Timestamp, Version,
 };
 use sqlx::pool::PoolOptions;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteRow};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteRow};
 use sqlx::{ConnectOptions, Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 use crate::error::{db_err, tag, BACKEND};
@@ -110,8 +110,8 @@ impl SqliteReleaseStore {
     ///
     /// Errors: `Unsupported` if the database has a newer schema than this code knows;
     /// `InvalidInput` if the file is not a paas-sqlite database; `NotFound` if the database has
-    /// sealed config but its key file is missing; `Internal` if the key file does not match.
-    /// In every error case nothing is changed.
+    /// sealed config but its key file is missing; `InvalidInput` if the key file is not this
+    /// database's key or is malformed. In every error case the database is left unchanged.
     pub async fn open(path: impl AsRef<std::path::Path>) -> Result<Self> {
         Self::open_with(SqliteStoreOptions::new(path)).await
     }
@@ -124,7 +124,8 @@ impl SqliteReleaseStore {
         let connect = SqliteConnectOptions::new()
             .filename(&options.path)
             .create_if_missing(options.create_if_missing)
-            .journal_mode(SqliteJournalMode::Wal)
+            // The journal mode is switched to WAL only once the schema check passed (see
+            // below): opening a database this code must refuse leaves it untouched.
             .synchronous(options.sync.pragma())
             .busy_timeout(options.busy_timeout)
             .foreign_keys(true)
@@ -159,6 +160,10 @@ impl SqliteReleaseStore {
                 return Err(e);
             }
         };
+        if let Err(e) = Self::enable_wal(&writer, &location).await {
+            writer.close().await;
+            return Err(e);
+        }
         seal::sync_parent_dir(&options.path).map_err(tag(OP))?;
 
         let reader = PoolOptions::<Sqlite>::new()
@@ -257,7 +262,7 @@ impl SqliteReleaseStore {
                     .map(|p| p == KEY_CHECK_PLAINTEXT)
                     .unwrap_or(false);
                 if !ok {
-                    return Err(Error::internal(format!(
+                    return Err(Error::invalid(format!(
                         "the config key file {} is not the key of database {location}",
                         key_path
                             .map(|p| p.display().to_string())
@@ -278,6 +283,26 @@ impl SqliteReleaseStore {
         }
         tx.commit().await.map_err(db_err(OP))?;
         Ok(sealer)
+    }
+
+    /// Switches the database to WAL (a persistent property of the file) and checks it took.
+    async fn enable_wal(writer: &SqlitePool, location: &str) -> Result<()> {
+        const OP: &str = "open";
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode = WAL")
+            .fetch_one(writer)
+            .await
+            .map_err(db_err(OP))?;
+        if mode.eq_ignore_ascii_case("wal") {
+            Ok(())
+        } else {
+            Err(Error::unavailable(format!(
+                "database {location} cannot use write-ahead logging (journal mode stayed \"{mode}\"); \
+                 put it on a local filesystem that supports shared memory"
+            ))
+            .with_retryable(false)
+            .with_backend(BACKEND)
+            .with_operation(OP))
+        }
     }
 
     /// Where the database is (a path, or `:memory:`).

@@ -224,6 +224,11 @@ async fn integrity_check(db: &Path) {
         .await
         .unwrap();
     assert_eq!(row.get::<String, _>(0), "ok");
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
     let fk = sqlx::query("PRAGMA foreign_key_check")
         .fetch_all(&mut c)
         .await

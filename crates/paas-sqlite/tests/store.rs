@@ -411,6 +411,11 @@ async fn newer_schema_is_refused_and_nothing_changes() {
         .execute(&mut c)
         .await
         .unwrap();
+        // Say that version also left WAL: refusing it must not switch it back.
+        sqlx::query("PRAGMA journal_mode = DELETE")
+            .execute(&mut c)
+            .await
+            .unwrap();
         c.close().await.unwrap();
     }
     let before = std::fs::read(&path).unwrap();
@@ -422,6 +427,7 @@ async fn newer_schema_is_refused_and_nothing_changes() {
         "{e}"
     );
     assert_eq!(std::fs::read(&path).unwrap(), before, "the file changed");
+    assert!(!dir.path().join("records.db-wal").exists());
 }
 
 #[tokio::test]
