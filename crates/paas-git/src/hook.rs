@@ -37,7 +37,9 @@ impl PushEvent {
 ///
 /// Each line sent to `progress` reaches the pusher as a `remote:` line while the hook runs; the
 /// returned message (`Released v3`) is the last such line, or, on error, the error is. The push
-/// stays stored whatever the hook returns. The hook keeps running if the client disconnects.
+/// stays stored whatever the hook returns; an error turns the branch's report-status line into
+/// `ng` (`! [remote rejected] main -> main (deploy of abc1234 failed ...)`), so `git push` exits
+/// non-zero, as it does on Heroku when a deploy fails. The hook keeps running if the client disconnects.
 #[async_trait]
 pub trait PushHook: Send + Sync + fmt::Debug + 'static {
     /// Deploys (or otherwise handles) the pushed commit.

@@ -189,6 +189,7 @@ impl ServiceInner {
         let mut buf = BytesMut::new();
         let mut report = Vec::new();
         let mut held_flush = false;
+        let mut held_report: Vec<Bytes> = Vec::new();
         let mut broken = false;
         loop {
             let n = read_chunk(&mut stdout, &mut buf).await;
@@ -206,16 +207,25 @@ impl ServiceInner {
                         match pkt {
                             Pkt::Flush => held_flush = true,
                             pkt => {
+                                let mut is_report = false;
                                 if let Pkt::Data(d) = pkt {
                                     if d.first() == Some(&1) {
                                         report.extend_from_slice(&d[1..]);
+                                        is_report = true;
                                     }
                                 }
                                 if held_flush {
                                     held_flush = false;
                                     let _ = tx.send(Bytes::from_static(pktline::FLUSH));
                                 }
-                                let _ = tx.send(buf.split_to(used).freeze());
+                                let packet = buf.split_to(used).freeze();
+                                if is_report {
+                                    // Held until the deploy hook has run: a failed deploy
+                                    // turns the branch's `ok` into `ng` so `git push` fails.
+                                    held_report.push(packet);
+                                } else {
+                                    let _ = tx.send(packet);
+                                }
                                 continue;
                             }
                         }
@@ -257,6 +267,7 @@ impl ServiceInner {
         self.point_head(&path, &updated).await;
         drop(guard);
 
+        let mut failed_deploys: Vec<(String, String)> = Vec::new();
         if let Some(hook) = self.hook.clone() {
             for c in updated {
                 let Some(branch) = c.name.strip_prefix("refs/heads/") else {
@@ -272,7 +283,32 @@ impl ServiceInner {
                 event.previous = (!pktline::is_zero(&c.old))
                     .then(|| CommitId::new(c.old.clone()).ok())
                     .flatten();
-                self.run_hook(&hook, event, &tx, sideband).await;
+                if let Err(reason) = self.run_hook(&hook, event, &tx, sideband).await {
+                    failed_deploys.push((c.name.clone(), reason));
+                }
+            }
+        }
+
+        match (sideband, failed_deploys.is_empty()) {
+            (Some(max), false) => {
+                let mut statuses = parsed.refs.clone();
+                for status in &mut statuses {
+                    if let Some((_, reason)) =
+                        failed_deploys.iter().find(|(n, _)| *n == status.name)
+                    {
+                        status.result = Err(reason.clone());
+                    }
+                }
+                let _ = tx.send(pktline::sideband(
+                    1,
+                    &pktline::encode_report(&statuses),
+                    max,
+                ));
+            }
+            _ => {
+                for packet in held_report {
+                    let _ = tx.send(packet);
+                }
             }
         }
 
@@ -322,7 +358,7 @@ impl ServiceInner {
         event: PushEvent,
         tx: &mpsc::UnboundedSender<Bytes>,
         sideband: Option<usize>,
-    ) {
+    ) -> Result<(), String> {
         let app = event.app.clone();
         let short: String = event.commit.as_str().chars().take(7).collect();
         let send = |text: String| {
@@ -356,16 +392,21 @@ impl ServiceInner {
             Ok(Ok(message)) => {
                 tracing::info!(%app, commit = %short, %message, "deploy after push finished");
                 send(message);
+                Ok(())
             }
             Ok(Err(e)) => {
                 tracing::warn!(%app, commit = %short, error = %e, "deploy after push failed");
                 send(format!(
                     "deploy of {short} failed: {e}\nthe push itself was stored; fix the problem and push again"
                 ));
+                Err(format!("deploy of {short} failed (the push was stored)"))
             }
             Err(e) => {
                 tracing::error!(%app, commit = %short, error = %e, "deploy hook panicked");
                 send(format!("deploy of {short} failed: internal error"));
+                Err(format!(
+                    "deploy of {short} failed: internal error (the push was stored)"
+                ))
             }
         }
     }

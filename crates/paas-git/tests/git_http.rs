@@ -265,7 +265,15 @@ async fn failing_deploy_keeps_the_push_and_shows_the_error() {
     let out = git_async(&work, &["push", &server.url("demo"), "main"]).await;
     let err = stderr(&out);
     eprintln!("push with a failing deploy:\n{err}");
-    assert!(out.status.success(), "the push itself succeeds: {err}");
+    assert!(
+        !out.status.success(),
+        "a failed deploy fails `git push`, like Heroku: {err}"
+    );
+    assert!(
+        err.contains("[remote rejected] main -> main (deploy of")
+            && err.contains("(the push was stored)"),
+        "the ref line says why: {err}"
+    );
     assert!(err.contains("remote: -----> Building demo (main)"), "{err}");
     assert!(err.contains("remote: -----> Launching"), "{err}");
     assert!(
@@ -274,7 +282,8 @@ async fn failing_deploy_keeps_the_push_and_shows_the_error() {
     );
     assert_eq!(
         server.store.resolve(&app, "main").await.unwrap().as_str(),
-        c1
+        c1,
+        "the push itself was stored"
     );
     assert_eq!(events.lock().unwrap().len(), 1);
 }
