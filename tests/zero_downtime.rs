@@ -115,7 +115,7 @@ async fn five_config_changes_under_load_lose_no_request() {
     for c in clients {
         c.await.unwrap();
     }
-    let failed = failed.lock().unwrap();
+    let failed = std::mem::take(&mut *failed.lock().unwrap());
     let ok = ok.load(Ordering::Relaxed);
     println!(
         "{ok} requests succeeded, {} failed during 5 rolling restarts",
