@@ -793,3 +793,110 @@ async fn stack_image_layout() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn published_loopback_addresses_reach_web_instances() {
+    let Some(docker) = docker().await else { return };
+    let app = app("pub");
+    let _cleanup = Cleanup {
+        docker: docker.clone(),
+        app: app.clone(),
+    };
+    let build = paas_core::Build {
+        id: BuildId::new("pub").unwrap(),
+        app: app.clone(),
+        commit: None,
+        artifact: paas_core::Artifact {
+            image: paas_docker::stack::DEFAULT_STACK_IMAGE.into(),
+        },
+        procfile: paas_core::Procfile::parse(
+            "web: echo published > /tmp/index.html; httpd -f -p $PORT -h /tmp\n",
+        )
+        .unwrap(),
+        strategy: "image".into(),
+        created_at: paas_core::Timestamp::now(),
+    };
+    let mut settings = DockerSchedulerSettings::new(platform_id(&app));
+    settings.address_mode = paas_docker::AddressMode::PublishedLoopback;
+    settings.health_interval = Duration::from_millis(100);
+    let s = DockerScheduler::new(docker.clone(), settings)
+        .await
+        .unwrap();
+    let web = s
+        .start(StartRequest::new(
+            release(&build, 1, config(&[])),
+            ProcessType::web(),
+            vec![1],
+        ))
+        .await
+        .unwrap();
+    let addr = web[0].address.unwrap();
+    assert!(addr.ip().is_loopback(), "{addr}");
+    s.wait_healthy(HealthRequest::new(
+        vec![web[0].id.clone()],
+        HealthCheck::Http { path: "/".into() },
+        Duration::from_secs(20),
+    ))
+    .await
+    .unwrap();
+    let (status, body) = http_get(addr, "/").await.unwrap();
+    assert_eq!((status, body.trim()), (200, "published"));
+    assert_eq!(s.list(Some(&app)).await.unwrap()[0].address, Some(addr));
+    s.remove_app(&app, Duration::ZERO).await.unwrap();
+}
+
+/// Runs only where `scripts/make-debian-stack.sh` has created `paas/stack-debian:1`.
+#[tokio::test]
+async fn debian_stack_runs_a_python_web_app() {
+    let Some(docker) = docker().await else { return };
+    if docker.inspect_image("paas/stack-debian:1").await.is_err() {
+        eprintln!("skipping: paas/stack-debian:1 absent (run scripts/make-debian-stack.sh)");
+        return;
+    }
+    let app = app("deb");
+    let _cleanup = Cleanup {
+        docker: docker.clone(),
+        app: app.clone(),
+    };
+    let src = tempfile::tempdir().unwrap();
+    write(
+        src.path(),
+        "Procfile",
+        "web: python3 -m http.server $PORT\n",
+    );
+    write(src.path(), "index.html", "from-python\n");
+    let mut bs = DockerBuilderSettings::default();
+    bs.image_prefix = PREFIX.into();
+    bs.stack_image = "paas/stack-debian:1".into();
+    let build = DockerBuilder::new(docker.clone(), bs)
+        .unwrap()
+        .build(BuildRequest::new(
+            app.clone(),
+            BuildId::new("d1").unwrap(),
+            src.path(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(build.strategy, "procfile");
+    let s = scheduler(&docker, &app).await;
+    let web = s
+        .start(StartRequest::new(
+            release(&build, 1, config(&[])),
+            ProcessType::web(),
+            vec![1],
+        ))
+        .await
+        .unwrap();
+    s.wait_healthy(HealthRequest::new(
+        vec![web[0].id.clone()],
+        HealthCheck::Http { path: "/".into() },
+        Duration::from_secs(30),
+    ))
+    .await
+    .unwrap();
+    let (status, body) = http_get(web[0].address.unwrap(), "/index.html")
+        .await
+        .unwrap();
+    assert_eq!((status, body.trim()), (200, "from-python"));
+    s.remove_app(&app, Duration::from_secs(5)).await.unwrap();
+}
