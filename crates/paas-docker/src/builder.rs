@@ -946,9 +946,8 @@ impl Builder for DockerBuilder {
         let slot = Arc::new(Mutex::new(None::<String>));
         let limit = self.settings.build_timeout;
         let span = tracing::info_span!("docker_build", app = %req.app, build = %req.build_id);
-        let _enter = span.enter();
-        drop(_enter);
-        match tokio::time::timeout(limit, self.build_inner(&req, &progress, &slot)).await {
+        let work = tracing::Instrument::instrument(self.build_inner(&req, &progress, &slot), span);
+        match tokio::time::timeout(limit, work).await {
             Ok(r) => r,
             Err(_) => {
                 let leftover = lock(&slot).take();

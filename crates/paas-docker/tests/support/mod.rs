@@ -17,20 +17,24 @@ use paas_docker::{stack, Docker};
 /// The engine, or `None` (after printing why) when it is unreachable; panics instead when
 /// `PAAS_REQUIRE_DOCKER=1`.
 pub async fn docker() -> Option<Docker> {
-    match paas_docker::connect().await {
-        Ok(d) => {
-            stack::ensure_busybox_stack(&d, stack::DEFAULT_STACK_IMAGE)
-                .await
-                .expect("creating the busybox stack image (is busybox-static installed?)");
-            Some(d)
-        }
+    let required = std::env::var("PAAS_REQUIRE_DOCKER").as_deref() == Ok("1");
+    let d = match paas_docker::connect().await {
+        Ok(d) => d,
         Err(e) => {
-            if std::env::var("PAAS_REQUIRE_DOCKER").as_deref() == Ok("1") {
+            if required {
                 panic!("PAAS_REQUIRE_DOCKER=1 but the docker engine is unreachable: {e}");
             }
             eprintln!("skipping: docker engine unreachable: {e}");
+            return None;
+        }
+    };
+    match stack::ensure_busybox_stack(&d, stack::DEFAULT_STACK_IMAGE).await {
+        Ok(_) => Some(d),
+        Err(e) if !required && e.kind() == paas_core::ErrorKind::NotFound => {
+            eprintln!("skipping: cannot create the busybox stack image: {e}");
             None
         }
+        Err(e) => panic!("creating the busybox stack image (is busybox-static installed?): {e}"),
     }
 }
 
