@@ -1,0 +1,1413 @@
+//! `paas`: the Heroku-like command line client of the example platform daemon (`paasd`).
+//!
+//! ```text
+//! export PAAS_URL=http://127.0.0.1:7070 PAAS_TOKEN=...
+//! paas apps:create myapp        # inside a git repository: also adds the `paas` remote
+//! git push paas main            # builds and deploys
+//! paas config:set GREETING=hi   # a new release, rolled out without downtime
+//! paas ps:scale web=3
+//! paas logs -t
+//! ```
+//!
+//! It reads `PAAS_URL` (default `http://127.0.0.1:7070`) and `PAAS_TOKEN`. Commands that act on
+//! an app take `-a/--app APP`; without it the app is taken from the git remote named `paas` of
+//! the repository in the current directory (`PAAS_URL/APP.git`). Output is human-readable;
+//! `--json` prints the API's JSON instead. Errors print one `error: ...` line on stderr and exit
+//! with status 1; `run` exits with the status of the remote command. Long operations print
+//! their progress on stderr as it arrives.
+//!
+//! Git credentials: `apps:create` and `git:remote` configure, in the repository's own
+//! `.git/config`, a credential helper for `PAAS_URL` that answers with the token taken from the
+//! `PAAS_TOKEN` environment variable at push time, so the token itself is never written to disk.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use futures::StreamExt;
+use paas_core::api::{
+    AddDomain, AppInfo, ConfigPatch, CreateApp, ReleaseView, RestartRequest, RollbackRequest,
+    RunCommand, StreamEvent,
+};
+use paas_core::{
+    App, AppName, ConfigKey, ConfigUpdate, DeployStatus, Domain, ErrorBody, Formation, Instance,
+    LogLine, OutputStream, ProcessType, Version,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+/// The name of the git remote the CLI adds and reads the app from.
+const REMOTE: &str = "paas";
+/// The user name git sends with the token (the daemon accepts any).
+const GIT_USER: &str = "paas";
+
+// ---------------------------------------------------------------------------------------------
+// Command line
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "paas",
+    version,
+    about = "Command line client of the paas platform daemon (paasd)",
+    after_help = "Environment: PAAS_URL (default http://127.0.0.1:7070), PAAS_TOKEN (the API token), PAAS_APP (default app).\nWithout -a, the app is read from the git remote named `paas` of the current repository."
+)]
+struct Cli {
+    /// The app to act on (default: the git remote named `paas` of the current repository).
+    #[arg(short = 'a', long = "app", global = true, env = "PAAS_APP")]
+    app: Option<String>,
+    /// Print the API's JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    /// The daemon's API URL.
+    #[arg(
+        long = "url",
+        global = true,
+        env = "PAAS_URL",
+        default_value = "http://127.0.0.1:7070"
+    )]
+    url: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List apps.
+    #[command(name = "apps")]
+    Apps,
+    /// Create an app (inside a git repository, also adds the `paas` remote).
+    #[command(name = "apps:create")]
+    AppsCreate {
+        /// The app's name (^[a-z][a-z0-9-]{0,29}$).
+        name: String,
+    },
+    /// Show an app's details.
+    #[command(name = "apps:info")]
+    AppsInfo,
+    /// Destroy an app: its processes, images, repository, routes and records.
+    #[command(name = "apps:destroy")]
+    AppsDestroy {
+        /// The app to destroy (default: -a, or the `paas` git remote).
+        name: Option<String>,
+        /// The app's name again, to confirm.
+        #[arg(long)]
+        confirm: Option<String>,
+    },
+    /// Show config vars.
+    #[command(name = "config")]
+    Config,
+    /// Print one config var's value.
+    #[command(name = "config:get")]
+    ConfigGet {
+        /// The key.
+        key: String,
+    },
+    /// Set config vars and restart the app (a new release).
+    #[command(name = "config:set")]
+    ConfigSet {
+        /// KEY=VALUE pairs.
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        pairs: Vec<String>,
+    },
+    /// Remove config vars and restart the app (a new release).
+    #[command(name = "config:unset")]
+    ConfigUnset {
+        /// Keys to remove.
+        #[arg(required = true, value_name = "KEY")]
+        keys: Vec<String>,
+    },
+    /// List releases, newest first.
+    #[command(name = "releases")]
+    Releases {
+        /// How many.
+        #[arg(short = 'n', long = "num", default_value_t = 20)]
+        num: u32,
+    },
+    /// Show one release.
+    #[command(name = "releases:info")]
+    ReleasesInfo {
+        /// The release (`v3` or `3`).
+        version: String,
+    },
+    /// Roll back to a release (default: the one before the current); makes a new release.
+    #[command(name = "rollback")]
+    Rollback {
+        /// The release to go back to (`v3` or `3`).
+        version: Option<String>,
+    },
+    /// List the app's processes.
+    #[command(name = "ps")]
+    Ps,
+    /// Scale process types (`web=3 worker=1`); without pairs, show the formation.
+    #[command(name = "ps:scale")]
+    PsScale {
+        /// TYPE=N pairs.
+        #[arg(value_name = "TYPE=N")]
+        pairs: Vec<String>,
+    },
+    /// Restart all processes, or those of one type.
+    #[command(name = "ps:restart")]
+    PsRestart {
+        /// Only this process type.
+        process_type: Option<String>,
+    },
+    /// Show the app's logs (build, app, router and platform lines).
+    #[command(name = "logs")]
+    Logs {
+        /// How many past lines.
+        #[arg(short = 'n', long = "num", default_value_t = 100)]
+        num: u32,
+        /// Keep streaming new lines until interrupted.
+        #[arg(short = 't', long = "tail")]
+        tail: bool,
+    },
+    /// Run a one-off command in a new process of the current release; exits with its status.
+    #[command(name = "run")]
+    Run {
+        /// The command and its arguments (after `--`).
+        #[arg(
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "CMD"
+        )]
+        command: Vec<String>,
+    },
+    /// List custom domains.
+    #[command(name = "domains")]
+    Domains,
+    /// Route a hostname to the app.
+    #[command(name = "domains:add")]
+    DomainsAdd {
+        /// The hostname (`www.example.com`, `*.example.com`).
+        host: String,
+    },
+    /// Stop routing a hostname to the app.
+    #[command(name = "domains:remove")]
+    DomainsRemove {
+        /// The hostname.
+        host: String,
+    },
+    /// Add (or update) the `paas` git remote of the current repository and its credential.
+    #[command(name = "git:remote")]
+    GitRemote,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/// A failure of the CLI: one line for the user.
+#[derive(Debug)]
+struct CliError(String);
+
+impl CliError {
+    fn new(msg: impl Into<String>) -> Self {
+        CliError(msg.into())
+    }
+}
+
+impl From<paas_core::Error> for CliError {
+    fn from(e: paas_core::Error) -> Self {
+        CliError(e.message().to_string())
+    }
+}
+
+type CliResult<T> = Result<T, CliError>;
+
+// ---------------------------------------------------------------------------------------------
+// Output helpers
+
+/// Writes a line to stdout; a closed pipe (`paas logs | head`) ends the program quietly.
+fn out(line: impl AsRef<str>) {
+    let mut stdout = std::io::stdout().lock();
+    if writeln!(stdout, "{}", line.as_ref())
+        .and_then(|_| stdout.flush())
+        .is_err()
+    {
+        std::process::exit(0);
+    }
+}
+
+/// Writes raw text to stdout or stderr, flushing it.
+fn out_raw(stream: OutputStream, text: &str) {
+    let res = match stream {
+        OutputStream::Stdout => {
+            let mut s = std::io::stdout().lock();
+            s.write_all(text.as_bytes()).and_then(|_| s.flush())
+        }
+        OutputStream::Stderr => {
+            let mut s = std::io::stderr().lock();
+            s.write_all(text.as_bytes()).and_then(|_| s.flush())
+        }
+    };
+    if res.is_err() {
+        std::process::exit(0);
+    }
+}
+
+/// A progress or status line, on stderr.
+fn note(line: impl AsRef<str>) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "{}", line.as_ref());
+}
+
+fn print_json(v: &Value) {
+    out(serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string()));
+}
+
+/// Renders rows as left-aligned columns under `headers`.
+fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(cell.chars().count());
+            }
+        }
+    }
+    let render = |cells: Vec<&str>| {
+        let mut line = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                let pad = widths[i] + 2 - cell.chars().count();
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        line.trim_end().to_string()
+    };
+    let mut lines = vec![render(headers.to_vec())];
+    lines.push(render(
+        widths
+            .iter()
+            .map(|w| "-".repeat(*w))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(String::as_str)
+            .collect(),
+    ));
+    for row in rows {
+        lines.push(render(row.iter().map(String::as_str).collect()));
+    }
+    lines.join("\n")
+}
+
+/// `Key:   value` lines with aligned values.
+fn key_values(pairs: &[(&str, String)]) -> String {
+    let width = pairs.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{:<width$} {v}", format!("{k}:")))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `A`, `A and B`, `A, B and C`.
+fn and_list(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
+fn status_word(s: &DeployStatus) -> &'static str {
+    match s {
+        DeployStatus::Pending => "pending",
+        DeployStatus::Succeeded => "succeeded",
+        DeployStatus::Failed(_) => "failed",
+    }
+}
+
+fn short_commit(c: &Option<paas_core::CommitId>) -> String {
+    c.as_ref()
+        .map(|c| c.as_str().chars().take(7).collect())
+        .unwrap_or_else(|| "-".into())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation of user input (nothing is sent when it fails)
+
+fn parse_app(s: &str) -> CliResult<AppName> {
+    Ok(AppName::new(s)?)
+}
+
+fn parse_version(s: &str) -> CliResult<Version> {
+    Ok(s.parse::<Version>()?)
+}
+
+/// Validates `KEY=VALUE` pairs with paas-core's rules and returns the API patch.
+fn config_set_patch(pairs: &[String]) -> CliResult<ConfigPatch> {
+    let update = ConfigUpdate::parse_pairs(pairs.iter().map(String::as_str))?;
+    let set = update
+        .set
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.expose().to_string()))
+        .collect::<BTreeMap<_, _>>();
+    Ok(ConfigPatch {
+        set,
+        unset: Vec::new(),
+    })
+}
+
+/// Validates keys with paas-core's rules and returns the API patch.
+fn config_unset_patch(keys: &[String]) -> CliResult<ConfigPatch> {
+    let mut unset = Vec::new();
+    for k in keys {
+        let key = ConfigKey::new(k.as_str())?;
+        if !unset.contains(&key.to_string()) {
+            unset.push(key.to_string());
+        }
+    }
+    Ok(ConfigPatch {
+        set: BTreeMap::new(),
+        unset,
+    })
+}
+
+/// Validates `TYPE=N` pairs with paas-core's rules.
+fn scale_formation(pairs: &[String]) -> CliResult<Formation> {
+    Ok(Formation::parse_pairs(pairs.iter().map(String::as_str))?)
+}
+
+fn parse_domain(s: &str) -> CliResult<Domain> {
+    Ok(Domain::new(
+        s.trim().trim_end_matches('.').to_ascii_lowercase(),
+    )?)
+}
+
+/// The app named by a git remote URL: the last path segment without `.git`.
+fn app_from_remote_url(url: &str) -> CliResult<AppName> {
+    let trimmed = url.trim().trim_end_matches('/');
+    let last = trimmed.rsplit('/').next().unwrap_or("");
+    let name = last.strip_suffix(".git").unwrap_or(last);
+    AppName::new(name).map_err(|e| {
+        CliError::new(format!(
+            "the git remote `{REMOTE}` ({}) does not name an app: {}",
+            redact_url(url),
+            e.message()
+        ))
+    })
+}
+
+/// A URL with any `user:password@` part removed, for messages.
+fn redact_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let (authority, path) = match rest.find('/') {
+            Some(i) => rest.split_at(i),
+            None => (rest, ""),
+        };
+        if let Some((_, host)) = authority.rsplit_once('@') {
+            return format!("{scheme}://{host}{path}");
+        }
+    }
+    url.to_string()
+}
+
+/// The base URL without a trailing slash; only `http://` (the client has no TLS).
+fn normalize_base(url: &str) -> CliResult<String> {
+    let base = url.trim().trim_end_matches('/').to_string();
+    let Some(rest) = base.strip_prefix("http://") else {
+        return Err(CliError::new(format!(
+            "PAAS_URL must be an http:// URL (got \"{}\")",
+            redact_url(&base)
+        )));
+    };
+    if rest.is_empty() || rest.contains('@') {
+        return Err(CliError::new(
+            "PAAS_URL must be http://HOST[:PORT] without credentials (put the token in PAAS_TOKEN)",
+        ));
+    }
+    Ok(base)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Git
+
+fn git(args: &[&str]) -> CliResult<std::process::Output> {
+    std::process::Command::new("git")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| CliError::new(format!("could not run git: {e}")))
+}
+
+fn git_ok(args: &[&str]) -> CliResult<()> {
+    let o = git(args)?;
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(CliError::new(format!(
+            "git {} failed: {}",
+            args.first().copied().unwrap_or(""),
+            String::from_utf8_lossy(&o.stderr).trim()
+        )))
+    }
+}
+
+fn in_git_repo() -> bool {
+    git(&["rev-parse", "--git-dir"])
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+fn remote_url() -> Option<String> {
+    let o = git(&["remote", "get-url", REMOTE]).ok()?;
+    if !o.status.success() {
+        return None;
+    }
+    let url = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    (!url.is_empty()).then_some(url)
+}
+
+/// The credential helper: answers `get` with the token read from `PAAS_TOKEN` at push time.
+const CREDENTIAL_HELPER: &str = "!f() { test \"$1\" = get || return 0; test -n \"$PAAS_TOKEN\" || return 0; echo username=paas; echo \"password=$PAAS_TOKEN\"; }; f";
+
+/// Adds or updates the `paas` remote to `BASE/APP.git` and configures the credential helper
+/// for `BASE` in the repository's config. Returns a line describing what changed.
+fn setup_git_remote(base: &str, app: &AppName) -> CliResult<String> {
+    let url = format!("{base}/{app}.git");
+    let message = match remote_url() {
+        Some(existing) if existing == url => format!("Git remote {REMOTE} is {url}"),
+        Some(_) => {
+            git_ok(&["remote", "set-url", REMOTE, &url])?;
+            format!("Git remote {REMOTE} updated to {url}")
+        }
+        None => {
+            git_ok(&["remote", "add", REMOTE, &url])?;
+            format!("Git remote {REMOTE} added: {url}")
+        }
+    };
+    let helper_key = format!("credential.{base}.helper");
+    // Replace our entries; an empty value first resets helpers configured globally, so no
+    // other helper (a `store`) sees or keeps the token.
+    let _ = git(&["config", "--local", "--unset-all", &helper_key]);
+    git_ok(&["config", "--local", "--add", &helper_key, ""])?;
+    git_ok(&["config", "--local", "--add", &helper_key, CREDENTIAL_HELPER])?;
+    git_ok(&[
+        "config",
+        "--local",
+        &format!("credential.{base}.username"),
+        GIT_USER,
+    ])?;
+    Ok(message)
+}
+
+/// The app of the command: `-a`, or else the `paas` git remote.
+fn resolve_app(flag: Option<&str>) -> CliResult<AppName> {
+    if let Some(a) = flag {
+        return parse_app(a);
+    }
+    match remote_url() {
+        Some(url) => app_from_remote_url(&url),
+        None => Err(CliError::new(format!(
+            "no app given: use -a APP, or run inside a git repository with a `{REMOTE}` remote (see `paas git:remote -a APP`)"
+        ))),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP client
+
+/// The final event of an NDJSON operation.
+enum Outcome {
+    Result(Value),
+    Exit(i32),
+}
+
+struct Api {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Api {
+    fn new(base: String) -> CliResult<Self> {
+        let token = std::env::var("PAAS_TOKEN")
+            .ok()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty());
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .no_proxy()
+            .user_agent(concat!("paas-cli/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| CliError::new(format!("could not set up the HTTP client: {e}")))?;
+        Ok(Api { base, token, http })
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let rb = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(t) => rb.bearer_auth(t),
+            None => rb,
+        }
+    }
+
+    /// Sends a request; a non-2xx answer becomes the error's one line.
+    async fn send<B: Serialize>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> CliResult<reqwest::Response> {
+        let mut rb = self.request(method, path);
+        if let Some(b) = body {
+            rb = rb.json(b);
+        }
+        let resp = rb.send().await.map_err(|e| self.transport_error(e))?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        Err(self.status_error(resp).await)
+    }
+
+    fn transport_error(&self, e: reqwest::Error) -> CliError {
+        let mut msg = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            msg.push_str(": ");
+            msg.push_str(&s.to_string());
+            src = s.source();
+        }
+        if e.is_connect() {
+            CliError::new(format!(
+                "cannot reach paasd at {} (is it running? set PAAS_URL): {msg}",
+                self.base
+            ))
+        } else {
+            CliError::new(format!("request to paasd at {} failed: {msg}", self.base))
+        }
+    }
+
+    async fn status_error(&self, resp: reqwest::Response) -> CliError {
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        let body: Option<ErrorBody> = serde_json::from_str(&text).ok();
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            return if self.token.is_none() {
+                CliError::new("unauthorized (401): PAAS_TOKEN is not set; export PAAS_TOKEN=<the token paasd printed or was started with>")
+            } else {
+                CliError::new("unauthorized (401): the token in PAAS_TOKEN is wrong")
+            };
+        }
+        match body {
+            Some(b) => CliError::new(b.message),
+            None => {
+                let snippet: String = text.trim().chars().take(200).collect();
+                if snippet.is_empty() {
+                    CliError::new(format!("paasd answered {status}"))
+                } else {
+                    CliError::new(format!("paasd answered {status}: {snippet}"))
+                }
+            }
+        }
+    }
+
+    async fn get_value(&self, path: &str) -> CliResult<Value> {
+        let resp = self.send::<()>(reqwest::Method::GET, path, None).await?;
+        self.json_body(resp).await
+    }
+
+    async fn json_body(&self, resp: reqwest::Response) -> CliResult<Value> {
+        let bytes = resp.bytes().await.map_err(|e| self.transport_error(e))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&bytes)
+            .map_err(|e| CliError::new(format!("paasd sent an answer that is not JSON: {e}")))
+    }
+
+    /// Runs an NDJSON operation: progress lines go to stderr, `output` events to
+    /// stdout/stderr; returns the final `result` or `exit`.
+    async fn stream<B: Serialize>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> CliResult<Outcome> {
+        let resp = self.send(method, path, body).await?;
+        let is_ndjson = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("ndjson"));
+        if !is_ndjson {
+            // A plain JSON answer is the result itself.
+            return Ok(Outcome::Result(self.json_body(resp).await?));
+        }
+        let mut lines = NdjsonLines::new(resp);
+        while let Some(line) = lines
+            .next_line()
+            .await
+            .map_err(|e| self.transport_error(e))?
+        {
+            let event: StreamEvent = match serde_json::from_str(&line) {
+                Ok(ev) => ev,
+                Err(_) => {
+                    note(&line);
+                    continue;
+                }
+            };
+            match event {
+                StreamEvent::Progress { line } => note(line),
+                StreamEvent::Output { stream, text } => out_raw(stream, &text),
+                StreamEvent::Exit { code } => return Ok(Outcome::Exit(code)),
+                StreamEvent::Result { value } => return Ok(Outcome::Result(value)),
+                StreamEvent::Error { error } => return Err(CliError::new(error.message)),
+            }
+        }
+        Err(CliError::new(
+            "the connection to paasd ended before the operation finished (the daemon may have restarted); check `paas releases` and `paas ps`",
+        ))
+    }
+
+    async fn stream_result<B: Serialize>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> CliResult<Value> {
+        match self.stream(method, path, body).await? {
+            Outcome::Result(v) => Ok(v),
+            Outcome::Exit(code) => Err(CliError::new(format!(
+                "paasd ended the operation with an unexpected exit event (code {code})"
+            ))),
+        }
+    }
+}
+
+/// Splits a streamed body into lines as bytes arrive.
+struct NdjsonLines {
+    stream: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    buf: Vec<u8>,
+    done: bool,
+}
+
+impl NdjsonLines {
+    fn new(resp: reqwest::Response) -> Self {
+        NdjsonLines {
+            stream: resp.bytes_stream().boxed(),
+            buf: Vec::new(),
+            done: false,
+        }
+    }
+
+    async fn next_line(&mut self) -> reqwest::Result<Option<String>> {
+        loop {
+            if let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
+                let rest = self.buf.split_off(pos + 1);
+                let line = std::mem::replace(&mut self.buf, rest);
+                let text = String::from_utf8_lossy(&line).trim().to_string();
+                if text.is_empty() {
+                    continue;
+                }
+                return Ok(Some(text));
+            }
+            if self.done {
+                let text = String::from_utf8_lossy(&std::mem::take(&mut self.buf))
+                    .trim()
+                    .to_string();
+                return Ok((!text.is_empty()).then_some(text));
+            }
+            match self.stream.next().await {
+                Some(chunk) => self.buf.extend_from_slice(&chunk?),
+                None => self.done = true,
+            }
+        }
+    }
+}
+
+fn decode<T: DeserializeOwned>(v: Value, what: &str) -> CliResult<T> {
+    serde_json::from_value(v)
+        .map_err(|e| CliError::new(format!("paasd sent an unexpected {what}: {e}")))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commands
+
+async fn run(cli: Cli) -> CliResult<i32> {
+    let base = normalize_base(&cli.url)?;
+    let api = Api::new(base.clone())?;
+    let json = cli.json;
+    let app_flag = cli.app.as_deref();
+    use reqwest::Method;
+
+    match cli.command {
+        Command::Apps => {
+            let v = api.get_value("/v1/apps").await?;
+            if json {
+                print_json(&v);
+            } else {
+                let mut apps: Vec<App> = decode(v, "app list")?;
+                apps.sort_by(|a, b| a.name.cmp(&b.name));
+                if apps.is_empty() {
+                    out("You have no apps.");
+                } else {
+                    let rows: Vec<Vec<String>> = apps
+                        .iter()
+                        .map(|a| vec![a.name.to_string(), a.created_at.to_string()])
+                        .collect();
+                    out(table(&["NAME", "CREATED"], &rows));
+                }
+            }
+        }
+        Command::AppsCreate { name } => {
+            let name = parse_app(&name)?;
+            let resp = api
+                .send(
+                    Method::POST,
+                    "/v1/apps",
+                    Some(&CreateApp { name: name.clone() }),
+                )
+                .await?;
+            let created = api.json_body(resp).await?;
+            if json {
+                print_json(&created);
+            } else {
+                out(format!("Creating {name}... done"));
+                if let Ok(v) = api.get_value(&format!("/v1/apps/{name}")).await {
+                    if let Ok(info) = decode::<AppInfo>(v, "app") {
+                        let web = info.web_urls.first().cloned().unwrap_or_default();
+                        out(format!("{web} | {base}/{name}.git"));
+                    }
+                }
+            }
+            if in_git_repo() {
+                let msg = setup_git_remote(&base, &name)?;
+                if json {
+                    note(msg);
+                } else {
+                    out(msg);
+                }
+            }
+        }
+        Command::AppsInfo => {
+            let app = resolve_app(app_flag)?;
+            let v = api.get_value(&format!("/v1/apps/{app}")).await?;
+            if json {
+                print_json(&v);
+            } else {
+                let info: AppInfo = decode(v, "app")?;
+                out(render_app_info(&info));
+            }
+        }
+        Command::AppsDestroy { name, confirm } => {
+            let app = match name {
+                Some(n) => parse_app(&n)?,
+                None => resolve_app(app_flag)?,
+            };
+            if confirm.as_deref() != Some(app.as_str()) {
+                return Err(CliError::new(format!(
+                    "this permanently destroys {app} (processes, images, repository, routes, releases and config); to proceed, run again with --confirm {app}"
+                )));
+            }
+            api.send::<()>(Method::DELETE, &format!("/v1/apps/{app}"), None)
+                .await?;
+            let points_here = remote_url()
+                .is_some_and(|url| app_from_remote_url(&url).ok().as_ref() == Some(&app));
+            let remote_removed = points_here
+                && git(&["remote", "remove", REMOTE])
+                    .map(|o| o.status.success())
+                    .unwrap_or(false);
+            if json {
+                print_json(&serde_json::json!({"destroyed": app}));
+            } else {
+                out(format!(
+                    "Destroying {app} (including all processes, images and data)... done"
+                ));
+                if remote_removed {
+                    out(format!("Git remote {REMOTE} removed"));
+                }
+            }
+        }
+        Command::Config => {
+            let app = resolve_app(app_flag)?;
+            let v = api.get_value(&format!("/v1/apps/{app}/config")).await?;
+            if json {
+                print_json(&v);
+            } else {
+                let vars: BTreeMap<String, String> = decode(v, "config")?;
+                if vars.is_empty() {
+                    out(format!("{app} has no config vars."));
+                } else {
+                    out(format!("=== {app} Config Vars"));
+                    let width = vars.keys().map(|k| k.len()).max().unwrap_or(0) + 1;
+                    for (k, val) in &vars {
+                        out(format!("{:<width$} {val}", format!("{k}:")));
+                    }
+                }
+            }
+        }
+        Command::ConfigGet { key } => {
+            let key = ConfigKey::new(key)?;
+            let app = resolve_app(app_flag)?;
+            let v = api.get_value(&format!("/v1/apps/{app}/config")).await?;
+            let vars: BTreeMap<String, String> = decode(v, "config")?;
+            let value = vars.get(key.as_str());
+            if json {
+                print_json(&serde_json::json!({ key.as_str(): value }));
+            } else if let Some(value) = value {
+                out(value);
+            }
+        }
+        Command::ConfigSet { pairs } => {
+            let patch = config_set_patch(&pairs)?;
+            let app = resolve_app(app_flag)?;
+            let keys: Vec<String> = patch.set.keys().cloned().collect();
+            note(format!(
+                "Setting {} and restarting {app}...",
+                and_list(&keys)
+            ));
+            let v = api
+                .stream_result(
+                    Method::PATCH,
+                    &format!("/v1/apps/{app}/config"),
+                    Some(&patch),
+                )
+                .await?;
+            report_config_change(&app, v, json)?;
+        }
+        Command::ConfigUnset { keys } => {
+            let patch = config_unset_patch(&keys)?;
+            let app = resolve_app(app_flag)?;
+            note(format!(
+                "Unsetting {} and restarting {app}...",
+                and_list(&patch.unset)
+            ));
+            let v = api
+                .stream_result(
+                    Method::PATCH,
+                    &format!("/v1/apps/{app}/config"),
+                    Some(&patch),
+                )
+                .await?;
+            report_config_change(&app, v, json)?;
+        }
+        Command::Releases { num } => {
+            let app = resolve_app(app_flag)?;
+            let v = api
+                .get_value(&format!("/v1/apps/{app}/releases?limit={num}"))
+                .await?;
+            if json {
+                print_json(&v);
+            } else {
+                let releases: Vec<ReleaseView> = decode(v, "release list")?;
+                if releases.is_empty() {
+                    out(format!("{app} has no releases."));
+                } else {
+                    out(format!("=== {app} Releases"));
+                    let rows: Vec<Vec<String>> = releases
+                        .iter()
+                        .map(|r| {
+                            vec![
+                                r.version.to_string(),
+                                status_word(&r.status).to_string(),
+                                r.description.clone(),
+                                r.created_at.to_string(),
+                            ]
+                        })
+                        .collect();
+                    out(table(
+                        &["VERSION", "STATUS", "DESCRIPTION", "CREATED"],
+                        &rows,
+                    ));
+                }
+            }
+        }
+        Command::ReleasesInfo { version } => {
+            let version = parse_version(&version)?;
+            let app = resolve_app(app_flag)?;
+            let v = api
+                .get_value(&format!("/v1/apps/{app}/releases/{}", version.0))
+                .await?;
+            if json {
+                print_json(&v);
+            } else {
+                let r: ReleaseView = decode(v, "release")?;
+                out(render_release(&r));
+            }
+        }
+        Command::Rollback { version } => {
+            let version = version.as_deref().map(parse_version).transpose()?;
+            let app = resolve_app(app_flag)?;
+            match version {
+                Some(v) => note(format!("Rolling back {app} to {v}...")),
+                None => note(format!("Rolling back {app} to the previous release...")),
+            }
+            let v = api
+                .stream_result(
+                    Method::POST,
+                    &format!("/v1/apps/{app}/rollback"),
+                    Some(&RollbackRequest { version }),
+                )
+                .await?;
+            if json {
+                print_json(&v);
+            } else {
+                let r: ReleaseView = decode(v, "release")?;
+                out(format!(
+                    "Rolled back {app}: now at {} ({})",
+                    r.version, r.description
+                ));
+            }
+        }
+        Command::Ps => {
+            let app = resolve_app(app_flag)?;
+            let v = api.get_value(&format!("/v1/apps/{app}/ps")).await?;
+            if json {
+                print_json(&v);
+            } else {
+                let instances: Vec<Instance> = decode(v, "process list")?;
+                out(render_ps(&app, instances));
+            }
+        }
+        Command::PsScale { pairs } => {
+            let app = resolve_app(app_flag)?;
+            if pairs.is_empty() {
+                let v = api.get_value(&format!("/v1/apps/{app}/formation")).await?;
+                if json {
+                    print_json(&v);
+                } else {
+                    let f: Formation = decode(v, "formation")?;
+                    out(render_formation(&f));
+                }
+                return Ok(0);
+            }
+            let formation = scale_formation(&pairs)?;
+            note(format!("Scaling {app} processes ({formation})..."));
+            let v = api
+                .stream_result(
+                    Method::PATCH,
+                    &format!("/v1/apps/{app}/formation"),
+                    Some(&formation),
+                )
+                .await?;
+            if json {
+                print_json(&v);
+            } else {
+                let f: Formation = decode(v, "formation")?;
+                out(format!(
+                    "Scaling {app} processes... done, now running {}",
+                    render_formation(&f)
+                ));
+            }
+        }
+        Command::PsRestart { process_type } => {
+            let process_type = process_type
+                .map(ProcessType::new)
+                .transpose()?
+                .map(|t| t.to_string());
+            let app = resolve_app(app_flag)?;
+            let what = match &process_type {
+                Some(t) => format!("{t} processes"),
+                None => "all processes".into(),
+            };
+            note(format!("Restarting {what} of {app}..."));
+            let v = api
+                .stream_result(
+                    Method::POST,
+                    &format!("/v1/apps/{app}/restart"),
+                    Some(&RestartRequest { process_type }),
+                )
+                .await?;
+            if json {
+                print_json(&v);
+            } else {
+                out(format!("Restarting {what} of {app}... done"));
+            }
+        }
+        Command::Logs { num, tail } => {
+            let app = resolve_app(app_flag)?;
+            let mut path = format!("/v1/apps/{app}/logs?lines={num}");
+            if tail {
+                path.push_str("&follow=true");
+            }
+            let resp = api.send::<()>(Method::GET, &path, None).await?;
+            let mut lines = NdjsonLines::new(resp);
+            while let Some(line) = lines
+                .next_line()
+                .await
+                .map_err(|e| api.transport_error(e))?
+            {
+                if let Ok(l) = serde_json::from_str::<LogLine>(&line) {
+                    if json {
+                        out(&line);
+                    } else {
+                        out(l.to_string());
+                    }
+                    continue;
+                }
+                match serde_json::from_str::<StreamEvent>(&line) {
+                    Ok(StreamEvent::Error { error }) => return Err(CliError::new(error.message)),
+                    Ok(StreamEvent::Progress { line }) => note(line),
+                    _ => out(&line),
+                }
+            }
+            if tail {
+                return Err(CliError::new(
+                    "the log stream ended: paasd closed the connection",
+                ));
+            }
+        }
+        Command::Run { command } => {
+            let app = resolve_app(app_flag)?;
+            if command.iter().all(|c| c.is_empty()) {
+                return Err(CliError::new(
+                    "run needs a command: paas run -- CMD ARGS...",
+                ));
+            }
+            note(format!("Running `{}` on {app}...", command.join(" ")));
+            let outcome = api
+                .stream(
+                    Method::POST,
+                    &format!("/v1/apps/{app}/run"),
+                    Some(&RunCommand { command }),
+                )
+                .await?;
+            return match outcome {
+                Outcome::Exit(code) => Ok(code),
+                Outcome::Result(v) => Ok(v
+                    .get("code")
+                    .or_else(|| v.get("exit_code"))
+                    .and_then(Value::as_i64)
+                    .map(|c| c as i32)
+                    .unwrap_or(0)),
+            };
+        }
+        Command::Domains => {
+            let app = resolve_app(app_flag)?;
+            let v = api.get_value(&format!("/v1/apps/{app}/domains")).await?;
+            if json {
+                print_json(&v);
+            } else {
+                let hosts = domain_hosts(&v);
+                if hosts.is_empty() {
+                    out(format!("{app} has no custom domains."));
+                } else {
+                    out(format!("=== {app} Custom Domains"));
+                    for h in hosts {
+                        out(h);
+                    }
+                }
+            }
+        }
+        Command::DomainsAdd { host } => {
+            let host = parse_domain(&host)?;
+            let app = resolve_app(app_flag)?;
+            let resp = api
+                .send(
+                    Method::POST,
+                    &format!("/v1/apps/{app}/domains"),
+                    Some(&AddDomain {
+                        host: host.to_string(),
+                    }),
+                )
+                .await?;
+            let v = api.json_body(resp).await?;
+            if json {
+                print_json(&v);
+            } else {
+                out(format!("Adding {host} to {app}... done"));
+            }
+        }
+        Command::DomainsRemove { host } => {
+            let host = parse_domain(&host)?;
+            let app = resolve_app(app_flag)?;
+            api.send::<()>(
+                Method::DELETE,
+                &format!("/v1/apps/{app}/domains/{host}"),
+                None,
+            )
+            .await?;
+            if json {
+                print_json(&serde_json::json!({"removed": host}));
+            } else {
+                out(format!("Removing {host} from {app}... done"));
+            }
+        }
+        Command::GitRemote => {
+            let app = resolve_app(app_flag)?;
+            if !in_git_repo() {
+                return Err(CliError::new(
+                    "not inside a git repository (run `git init` first)",
+                ));
+            }
+            // Check the app exists (and the token works) before touching the repository.
+            api.get_value(&format!("/v1/apps/{app}")).await?;
+            let msg = setup_git_remote(&base, &app)?;
+            if json {
+                print_json(&serde_json::json!({
+                    "remote": REMOTE,
+                    "url": format!("{base}/{app}.git"),
+                }));
+            } else {
+                out(msg);
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn report_config_change(app: &AppName, v: Value, json: bool) -> CliResult<()> {
+    if json {
+        print_json(&v);
+        return Ok(());
+    }
+    let release = v.get("release").cloned().unwrap_or(Value::Null);
+    if release.is_null() {
+        out(format!("{app}: config unchanged, no new release"));
+    } else {
+        let r: ReleaseView = decode(release, "release")?;
+        out(format!("{app}: done, {}", r.version));
+    }
+    Ok(())
+}
+
+fn domain_hosts(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|d| {
+                    d.as_str()
+                        .map(str::to_string)
+                        .or_else(|| d.get("host").and_then(Value::as_str).map(str::to_string))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn render_formation(f: &Formation) -> String {
+    let s = f.to_string();
+    if s.is_empty() {
+        "no processes".into()
+    } else {
+        s
+    }
+}
+
+fn render_ps(app: &AppName, mut instances: Vec<Instance>) -> String {
+    if instances.is_empty() {
+        return format!("{app} has no running processes.");
+    }
+    instances.sort_by(|a, b| {
+        (a.process_type.as_str(), a.index, a.release).cmp(&(
+            b.process_type.as_str(),
+            b.index,
+            b.release,
+        ))
+    });
+    let mut groups: BTreeMap<String, Vec<&Instance>> = BTreeMap::new();
+    for i in &instances {
+        groups
+            .entry(i.process_type.to_string())
+            .or_default()
+            .push(i);
+    }
+    let mut lines = Vec::new();
+    for (ty, items) in groups {
+        lines.push(format!("=== {ty} ({})", items.len()));
+        for i in items {
+            let addr = i.address.map(|a| format!(" {a}")).unwrap_or_default();
+            lines.push(format!(
+                "{}: {} {} (since {}){addr}",
+                i.name(),
+                i.state,
+                i.release,
+                i.started_at
+            ));
+        }
+        lines.push(String::new());
+    }
+    lines.pop();
+    lines.join("\n")
+}
+
+fn render_release(r: &ReleaseView) -> String {
+    let procs = if r.process_types.is_empty() {
+        "-".to_string()
+    } else {
+        r.process_types
+            .iter()
+            .map(|(t, c)| format!("{t}: {c}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let keys = if r.config_keys.is_empty() {
+        "-".to_string()
+    } else {
+        r.config_keys
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "=== Release {}\n{}",
+        r.version,
+        key_values(&[
+            ("Status", r.status.to_string()),
+            ("Description", r.description.clone()),
+            ("Build", r.build_id.to_string()),
+            ("Commit", short_commit(&r.commit)),
+            ("Image", r.image.clone()),
+            ("Strategy", r.strategy.clone()),
+            ("Processes", procs),
+            ("Config keys", keys),
+            ("Created", r.created_at.to_string()),
+        ])
+    )
+}
+
+fn render_app_info(info: &AppInfo) -> String {
+    let rel = |r: &Option<ReleaseView>| match r {
+        Some(r) => format!(
+            "{} {} ({})",
+            r.version,
+            status_word(&r.status),
+            r.description
+        ),
+        None => "-".into(),
+    };
+    let mut pairs = vec![
+        ("Created", info.created_at.to_string()),
+        (
+            "Web URL",
+            if info.web_urls.is_empty() {
+                "-".into()
+            } else {
+                info.web_urls.join(", ")
+            },
+        ),
+        ("Git URL", info.git_url.clone()),
+        ("Release", rel(&info.current)),
+    ];
+    if info.latest.as_ref().map(|r| r.version) != info.current.as_ref().map(|r| r.version) {
+        pairs.push(("Latest", rel(&info.latest)));
+        if let Some(DeployStatus::Failed(reason)) = info.latest.as_ref().map(|r| &r.status) {
+            pairs.push(("Failure", reason.clone()));
+        }
+    }
+    pairs.push(("Formation", render_formation(&info.formation)));
+    let mut dynos: Vec<String> = info
+        .instances
+        .iter()
+        .map(|i| format!("{} {} {}", i.name(), i.state, i.release))
+        .collect();
+    dynos.sort();
+    pairs.push((
+        "Processes",
+        if dynos.is_empty() {
+            "-".into()
+        } else {
+            dynos.join(", ")
+        },
+    ));
+    pairs.push((
+        "Domains",
+        if info.domains.is_empty() {
+            "-".into()
+        } else {
+            info.domains
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+    ));
+    format!("=== {}\n{}", info.name, key_values(&pairs))
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => {
+            // Exit codes outside 0..=255 (a negative code) still mean failure.
+            let code = u8::try_from(code).unwrap_or(1);
+            ExitCode::from(code)
+        }
+        Err(CliError(msg)) => {
+            note(format!("error: {msg}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_urls_name_apps() {
+        assert_eq!(
+            app_from_remote_url("http://127.0.0.1:7070/my-app.git")
+                .unwrap()
+                .as_str(),
+            "my-app"
+        );
+        assert_eq!(
+            app_from_remote_url("http://x:tok@h:1/a1.git/")
+                .unwrap()
+                .as_str(),
+            "a1"
+        );
+        let e = app_from_remote_url("http://x:secret@h/Bad.git").unwrap_err();
+        assert!(
+            e.0.contains("app name") && !e.0.contains("secret"),
+            "{}",
+            e.0
+        );
+    }
+
+    #[test]
+    fn input_is_validated_locally() {
+        assert!(parse_app("Bad_Name").unwrap_err().0.contains("^[a-z]"));
+        assert!(config_set_patch(&["1X=y".into()])
+            .unwrap_err()
+            .0
+            .contains("config key"));
+        assert!(config_set_patch(&["NOEQUALS".into()]).is_err());
+        let p = config_set_patch(&["A=b=c".into(), "B=".into()]).unwrap();
+        assert_eq!(p.set["A"], "b=c");
+        assert_eq!(p.set["B"], "");
+        assert!(config_unset_patch(&["A-B".into()]).is_err());
+        assert!(scale_formation(&["web=x".into()]).is_err());
+        assert!(scale_formation(&["web=101".into()]).is_err());
+        assert_eq!(
+            scale_formation(&["web=3".into()]).unwrap().to_string(),
+            "web=3"
+        );
+        assert!(parse_version("v0").is_err());
+        assert_eq!(parse_version("v3").unwrap(), Version(3));
+        assert_eq!(
+            parse_domain("WWW.Example.com").unwrap().as_str(),
+            "www.example.com"
+        );
+        assert!(parse_domain("a..b").is_err());
+    }
+
+    #[test]
+    fn urls_and_formatting() {
+        assert_eq!(normalize_base("http://h:1/").unwrap(), "http://h:1");
+        assert!(normalize_base("https://h").is_err());
+        assert!(normalize_base("http://u:p@h").is_err());
+        assert_eq!(redact_url("http://u:p@h:1/a.git"), "http://h:1/a.git");
+        assert_eq!(
+            and_list(&["A".into(), "B".into(), "C".into()]),
+            "A, B and C"
+        );
+        let t = table(&["A", "BB"], &[vec!["xxx".into(), "y".into()]]);
+        assert_eq!(t, "A    BB\n---  --\nxxx  y");
+        assert!(Cli::try_parse_from(["paas", "run", "--", "sh", "-c", "exit 3"]).is_ok());
+        assert!(Cli::try_parse_from(["paas", "apps:destroy", "x", "--confirm", "x"]).is_ok());
+        assert!(Cli::try_parse_from(["paas", "logs", "-n", "5", "-t", "-a", "x"]).is_ok());
+    }
+}
