@@ -3,7 +3,7 @@
 //! [`Builder::build`] picks, in order:
 //!
 //! 1. **Dockerfile** at the source root: the exported source (without `.git`) is the build
-//!    context of an Engine API build (classic builder); the engine's output streams as build
+//!    context of an Engine API build (classic builder; `.dockerignore` patterns apply); the engine's output streams as build
 //!    lines. The image's `ENTRYPOINT`/`CMD` is the `web` process unless the Procfile has one.
 //! 2. **Classic buildpacks** (Heroku's API) in a build container from the stack image: the
 //!    app's `BUILDPACK_URL` config var (a git URL, `file://` URL or local path, optionally with
@@ -289,8 +289,18 @@ impl DockerBuilder {
         );
         let src = req.source_dir.clone();
         let context = tokio::task::spawn_blocking(move || {
+            let ignore = match std::fs::read_to_string(src.join(".dockerignore")) {
+                Ok(text) => tarball::IgnoreRules::parse(&text),
+                Err(_) => tarball::IgnoreRules::default(),
+            };
             let mut w = TarWriter::new();
-            w.tree(&src, "", Owner::ROOT, true)?;
+            w.tree_filtered(&src, "", Owner::ROOT, true, &ignore)?;
+            // The engine needs the Dockerfile even when .dockerignore lists it.
+            if ignore.excludes("Dockerfile") {
+                let f = std::fs::File::open(src.join("Dockerfile"))?;
+                let len = f.metadata()?.len();
+                w.file("Dockerfile", 0o644, Owner::ROOT, f, len)?;
+            }
             w.finish()
         })
         .await

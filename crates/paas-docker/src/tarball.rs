@@ -82,8 +82,22 @@ impl TarWriter {
         owner: Owner,
         skip_git: bool,
     ) -> io::Result<()> {
-        let mut stack = vec![(src.to_path_buf(), prefix.trim_end_matches('/').to_string())];
-        while let Some((dir, rel)) = stack.pop() {
+        self.tree_filtered(src, prefix, owner, skip_git, &IgnoreRules::default())
+    }
+
+    /// [`TarWriter::tree`] without the paths `ignore` excludes (relative to `src`).
+    pub(crate) fn tree_filtered(
+        &mut self,
+        src: &Path,
+        prefix: &str,
+        owner: Owner,
+        skip_git: bool,
+        ignore: &IgnoreRules,
+    ) -> io::Result<()> {
+        let prefix = prefix.trim_end_matches('/').to_string();
+        // (directory on disk, path relative to src)
+        let mut stack = vec![(src.to_path_buf(), String::new())];
+        while let Some((dir, rel_dir)) = stack.pop() {
             let mut entries: Vec<_> = std::fs::read_dir(&dir)?.collect::<io::Result<_>>()?;
             entries.sort_by_key(|e| e.file_name());
             for entry in entries {
@@ -97,10 +111,19 @@ impl TarWriter {
                 if skip_git && name == ".git" {
                     continue;
                 }
-                let path = if rel.is_empty() {
+                let rel = if rel_dir.is_empty() {
                     name.to_string()
                 } else {
-                    format!("{rel}/{name}")
+                    format!("{rel_dir}/{name}")
+                };
+                let excluded = ignore.excludes(&rel);
+                if excluded && !ignore.has_negations() {
+                    continue;
+                }
+                let path = if prefix.is_empty() {
+                    rel.clone()
+                } else {
+                    format!("{prefix}/{rel}")
                 };
                 let meta = std::fs::symlink_metadata(entry.path())?;
                 let ft = meta.file_type();
@@ -108,6 +131,9 @@ impl TarWriter {
                     use std::os::unix::fs::PermissionsExt;
                     meta.permissions().mode() & 0o7777
                 };
+                if excluded && !ft.is_dir() {
+                    continue;
+                }
                 if ft.is_symlink() {
                     let target = std::fs::read_link(entry.path())?;
                     let Some(target) = target.to_str() else {
@@ -118,8 +144,10 @@ impl TarWriter {
                     };
                     self.symlink(&path, target, owner)?;
                 } else if ft.is_dir() {
-                    self.dir(&path, mode | 0o700, owner)?;
-                    stack.push((entry.path(), path));
+                    if !excluded {
+                        self.dir(&path, mode | 0o700, owner)?;
+                    }
+                    stack.push((entry.path(), rel));
                 } else if ft.is_file() {
                     let f = std::fs::File::open(entry.path())?;
                     self.file(&path, mode | 0o600, owner, f, meta.len())?;
@@ -132,6 +160,83 @@ impl TarWriter {
     /// The finished archive.
     pub(crate) fn finish(self) -> io::Result<Vec<u8>> {
         self.builder.into_inner()
+    }
+}
+
+/// The patterns of a `.dockerignore` file: one per line, `#` comments, `!` re-includes, `*`
+/// and `?` within one path segment, `**` across segments; a pattern matching a directory
+/// excludes everything below it; the last matching pattern wins.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct IgnoreRules {
+    rules: Vec<(bool, Vec<String>)>,
+}
+
+impl IgnoreRules {
+    pub(crate) fn parse(text: &str) -> Self {
+        let mut rules = Vec::new();
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (negate, pat) = match line.strip_prefix('!') {
+                Some(p) => (true, p.trim()),
+                None => (false, line),
+            };
+            let segments: Vec<String> = pat
+                .split('/')
+                .filter(|s| !s.is_empty() && *s != ".")
+                .map(str::to_string)
+                .collect();
+            if !segments.is_empty() {
+                rules.push((negate, segments));
+            }
+        }
+        IgnoreRules { rules }
+    }
+
+    fn has_negations(&self) -> bool {
+        self.rules.iter().any(|(n, _)| *n)
+    }
+
+    /// Whether `rel` (a `/`-separated path relative to the context root) is excluded.
+    pub(crate) fn excludes(&self, rel: &str) -> bool {
+        let parts: Vec<&str> = rel.split('/').collect();
+        let mut excluded = false;
+        for (negate, pat) in &self.rules {
+            // The path itself or one of its parent directories.
+            let hit = (1..=parts.len()).any(|n| match_segments(pat, &parts[..n]));
+            if hit {
+                excluded = !negate;
+            }
+        }
+        excluded
+    }
+}
+
+fn match_segments(pat: &[String], parts: &[&str]) -> bool {
+    match pat.split_first() {
+        None => parts.is_empty(),
+        Some((first, rest)) if first == "**" => {
+            (0..=parts.len()).any(|skip| match_segments(rest, &parts[skip..]))
+        }
+        Some((first, rest)) => match parts.split_first() {
+            Some((p, more)) => glob(first.as_bytes(), p.as_bytes()) && match_segments(rest, more),
+            None => false,
+        },
+    }
+}
+
+/// `*` and `?` glob of one segment.
+fn glob(pat: &[u8], s: &[u8]) -> bool {
+    match pat.split_first() {
+        None => s.is_empty(),
+        Some((b'*', rest)) => (0..=s.len()).any(|i| glob(rest, &s[i..])),
+        Some((b'?', rest)) => !s.is_empty() && glob(rest, &s[1..]),
+        Some((b'\\', rest)) if !rest.is_empty() => {
+            s.first() == Some(&rest[0]) && glob(&rest[1..], &s[1..])
+        }
+        Some((c, rest)) => s.first() == Some(c) && glob(rest, &s[1..]),
     }
 }
 
@@ -191,5 +296,37 @@ mod tests {
         }
         assert!(names.iter().all(|n| !n.contains(".git")), "{names:?}");
         assert!(names.contains(&"app/link".to_string()));
+    }
+
+    #[test]
+    fn dockerignore() {
+        let r = IgnoreRules::parse("# c\nnode_modules\n*.log\n**/tmp\n!keep.log\nsecrets/*.key\n");
+        assert!(r.excludes("node_modules"));
+        assert!(r.excludes("node_modules/a/b.js"));
+        assert!(r.excludes("x.log"));
+        assert!(!r.excludes("keep.log"));
+        assert!(!r.excludes("dir/x.log"));
+        assert!(r.excludes("a/b/tmp/c"));
+        assert!(r.excludes("secrets/a.key"));
+        assert!(!r.excludes("secrets/a.txt"));
+        assert!(!r.excludes("src/main.rs"));
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("node_modules/x")).unwrap();
+        std::fs::write(dir.path().join("node_modules/x/i.js"), "").unwrap();
+        std::fs::write(dir.path().join("a.log"), "").unwrap();
+        std::fs::write(dir.path().join("keep.log"), "").unwrap();
+        std::fs::write(dir.path().join("Dockerfile"), "").unwrap();
+        let mut w = TarWriter::new();
+        w.tree_filtered(dir.path(), "", Owner::ROOT, true, &r)
+            .unwrap();
+        let bytes = w.finish().unwrap();
+        let mut names: Vec<String> = tar::Archive::new(&bytes[..])
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().to_string_lossy().to_string())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["Dockerfile", "keep.log"]);
     }
 }
