@@ -316,6 +316,23 @@ fn and_list(items: &[String]) -> String {
     }
 }
 
+/// argv as a shell would need it typed (for display only: nothing is run by a shell here).
+fn shell_display(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            let plain = !a.is_empty()
+                && a.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b));
+            if plain {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn status_word(s: &DeployStatus) -> &'static str {
     match s {
         DeployStatus::Pending => "pending",
@@ -1062,7 +1079,7 @@ async fn run(cli: Cli) -> CliResult<i32> {
                     "run needs a command: paas run -- CMD ARGS...",
                 ));
             }
-            note(format!("Running `{}` on {app}...", command.join(" ")));
+            note(format!("Running `{}` on {app}...", shell_display(&command)));
             let outcome = api
                 .stream(
                     Method::POST,
@@ -1327,7 +1344,19 @@ fn render_app_info(info: &AppInfo) -> String {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version print to stdout and succeed; usage errors print clap's
+            // `error: ...` (with a usage hint) and exit 1 like every other error.
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     match run(cli).await {
         Ok(code) => {
             // Exit codes outside 0..=255 (a negative code) still mean failure.
@@ -1403,6 +1432,10 @@ mod tests {
         assert_eq!(
             and_list(&["A".into(), "B".into(), "C".into()]),
             "A, B and C"
+        );
+        assert_eq!(
+            shell_display(&["sh".into(), "-c".into(), "echo 'hi' $X".into()]),
+            r#"sh -c 'echo '\''hi'\'' $X'"#
         );
         let t = table(&["A", "BB"], &[vec!["xxx".into(), "y".into()]]);
         assert_eq!(t, "A    BB\n---  --\nxxx  y");

@@ -160,15 +160,46 @@ fn auth_and_input_validation() {
         "the token must not be written to .git/config"
     );
 
+    // git:remote in another clone: the remote and the credential helper, without the token;
+    // a push with PAAS_TOKEN set deploys.
+    let clone = d.new_repo("auth-clone");
+    let err = d.paas_err(&clone, &["git:remote", "-a", "no-such-app"]);
+    assert!(err.to_ascii_lowercase().contains("not found"), "{err}");
+    let err = d.paas_err(d.scratch.path(), &["git:remote", "-a", &app]);
+    assert!(err.contains("git repository"), "{err}");
+    let out = d.paas_ok(&clone, &["git:remote", "-a", &app]);
+    assert!(out.contains(&format!("{}/{app}.git", d.url())), "{out}");
+    let config = std::fs::read_to_string(clone.join(".git/config")).unwrap();
+    assert!(
+        config.contains("helper") && !config.contains(&d.token),
+        "{config}"
+    );
+    assert_eq!(d.paas_json(&clone, &["apps:info"])["name"], app.as_str());
+    commit_app(&d, &clone, "CLONE");
+    let push = d.git_ok(&clone, &["push", "paas", "main"]);
+    assert!(
+        push.contains("Deployed v1") || push.contains("v1"),
+        "{push}"
+    );
+    d.router_wait(&host_of(&app), "/", "the pushed clone", |b| {
+        b.contains("content=CLONE")
+    });
+
     // apps:destroy needs the confirmation.
     let err = d.paas_err(&repo, &["apps:destroy", &app]);
     assert!(err.contains("--confirm"), "{err}");
     let err = d.paas_err(&repo, &["apps:destroy", &app, "--confirm", "other"]);
     assert!(err.contains("--confirm"), "{err}");
     d.paas_ok(&repo, &["apps:info"]);
-    d.paas_ok(&repo, &["apps:destroy", &app, "--confirm", &app]);
+    d.paas_ok(&clone, &["apps:destroy", "--confirm", &app]);
+    let remotes = d.git_ok(&clone, &["remote"]);
+    assert!(
+        !remotes.contains("paas"),
+        "destroy removes the remote of the app: {remotes}"
+    );
     let err = d.paas_err(&repo, &["apps:info", "-a", &app]);
-    assert!(!err.is_empty());
+    assert!(err.to_ascii_lowercase().contains("not found"), "{err}");
+    assert!(docker_containers(&app, false).is_empty());
 }
 
 /// The main flow: create, push, config, scale, logs, run, rollback, domains, restart, destroy.

@@ -53,6 +53,21 @@ pub fn example_binary(name: &str) -> PathBuf {
          `cargo test --test e2e` alone does not)",
         path.display()
     );
+    // `cargo test --test e2e` does not rebuild examples: say so when the binary is older
+    // than its source.
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(format!("{name}.rs"));
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if let (Some(src), Some(bin)) = (mtime(&source), mtime(&path)) {
+        if src > bin {
+            eprintln!(
+                "warning: {} is older than {}: run `cargo build --examples` (or a plain `cargo test`)",
+                path.display(),
+                source.display()
+            );
+        }
+    }
     path
 }
 
