@@ -31,6 +31,7 @@ fn auth_and_input_validation() {
     let _serial = serial();
     let d = Daemon::start();
     let app = unique("e2e-auth");
+    d.track(&app);
     let repo = d.new_repo("auth");
 
     // The API: no token, a wrong token (bearer and basic) -> 401 with a challenge.
@@ -211,6 +212,7 @@ fn deploy_config_scale_logs_run_rollback_destroy() {
     let _serial = serial();
     let d = Daemon::start();
     let app = unique("e2e-main");
+    d.track(&app);
     let host = host_of(&app);
     let repo = d.new_repo("main");
 
@@ -442,6 +444,11 @@ fn deploy_config_scale_logs_run_rollback_destroy() {
         docker_containers(&app, false)
     );
     assert!(
+        docker_volumes(&app).is_empty(),
+        "volumes left: {:?}",
+        docker_volumes(&app)
+    );
+    assert!(
         docker_images(&app).is_empty(),
         "images left: {:?}",
         docker_images(&app)
@@ -489,6 +496,7 @@ fn zero_downtime_unhealthy_push_and_daemon_restart() {
     let _serial = serial();
     let mut d = Daemon::start();
     let app = unique("e2e-ops");
+    d.track(&app);
     let host = host_of(&app);
     let repo = d.new_repo("ops");
     d.paas_ok(&repo, &["apps:create", &app]);

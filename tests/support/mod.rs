@@ -120,6 +120,7 @@ pub struct Daemon {
     pub token: String,
     /// The platform id of this daemon's containers (unique per test).
     pub platform_id: String,
+    apps: Mutex<Vec<String>>,
     child: Option<Child>,
     starts: u32,
 }
@@ -136,6 +137,7 @@ impl Daemon {
             http: SocketAddr::from(([127, 0, 0, 1], free_port())),
             token,
             platform_id: unique("e2e"),
+            apps: Mutex::new(Vec::new()),
             child: None,
             starts: 0,
         };
@@ -411,10 +413,46 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// Remembers an app of this test, so that its images and cache volume are removed even
+    /// when the test fails before `apps:destroy`.
+    pub fn track(&self, app: &str) {
+        self.apps.lock().unwrap().push(app.to_string());
+    }
+}
+
 impl Drop for Daemon {
+    /// Stops the daemon and removes what a failed test may have left on the engine: the
+    /// containers of this daemon's platform id, the images and cache volumes of its apps.
     fn drop(&mut self) {
         self.kill9();
+        let label = format!("label=paas.platform={}", self.platform_id);
+        let containers = docker_lines(&["ps", "-aq", "--filter", &label]);
+        if !containers.is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(containers.iter().map(String::as_str));
+            docker_lines(&args);
+        }
+        for app in self.apps.lock().unwrap().iter() {
+            let images = docker_images(app);
+            if !images.is_empty() {
+                let mut args = vec!["rmi", "-f"];
+                args.extend(images.iter().map(String::as_str));
+                docker_lines(&args);
+            }
+            for volume in docker_volumes(app) {
+                docker_lines(&["volume", "rm", "-f", &volume]);
+            }
+        }
     }
+}
+
+/// Volumes whose name contains the app's name (the build cache).
+pub fn docker_volumes(app: &str) -> Vec<String> {
+    docker_lines(&["volume", "ls", "-q"])
+        .into_iter()
+        .filter(|v| v.contains(app))
+        .collect()
 }
 
 fn indent(s: &str) -> String {
