@@ -30,6 +30,7 @@ pub mod error;
 pub mod memory;
 pub mod model;
 pub mod platform;
+pub mod stream;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod traits;

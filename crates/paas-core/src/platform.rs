@@ -265,16 +265,7 @@ impl Platform {
     /// Platform events from now on (a lagging subscriber skips events).
     pub fn subscribe(&self) -> BoxStream<'static, PlatformEvent> {
         let rx = self.inner.events.subscribe();
-        futures::stream::unfold(rx, |mut rx| async move {
-            loop {
-                match rx.recv().await {
-                    Ok(e) => return Some((e, rx)),
-                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                }
-            }
-        })
-        .boxed()
+        crate::stream::broadcast_stream(rx)
     }
 
     /// The default hostname of an app: `<app>.<base_domain>`.

@@ -1165,15 +1165,7 @@ impl Scheduler for DockerScheduler {
             .iter()
             .filter_map(|c| self.inner.instance_from_summary(c))
             .collect();
-        v.sort_by(|a, b| {
-            (&a.app, a.release, &a.process_type, a.index, &a.id).cmp(&(
-                &b.app,
-                b.release,
-                &b.process_type,
-                b.index,
-                &b.id,
-            ))
-        });
+        paas_core::traits::scheduler::sort_instances(&mut v);
         Ok(v)
     }
 
@@ -1376,16 +1368,7 @@ impl Scheduler for DockerScheduler {
 
     fn events(&self) -> BoxStream<'static, InstanceEvent> {
         let rx = self.inner.events.subscribe();
-        futures::stream::unfold(rx, |mut rx| async move {
-            loop {
-                match rx.recv().await {
-                    Ok(e) => return Some((e, rx)),
-                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                }
-            }
-        })
-        .boxed()
+        paas_core::stream::broadcast_stream(rx)
     }
 }
 

@@ -5,7 +5,6 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
-use futures::StreamExt;
 use tokio::sync::broadcast;
 
 use super::lock;
@@ -149,16 +148,7 @@ impl LogSink for MemoryLogSink {
             let mut apps = lock(&self.apps);
             self.entry(&mut apps, app).tx.subscribe()
         };
-        Ok(futures::stream::unfold(rx, |mut rx| async move {
-            loop {
-                match rx.recv().await {
-                    Ok(line) => return Some((line, rx)),
-                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                }
-            }
-        })
-        .boxed())
+        Ok(crate::stream::broadcast_stream(rx))
     }
 
     async fn remove_app(&self, app: &AppName) -> Result<()> {

@@ -405,15 +405,7 @@ impl Scheduler for MemoryScheduler {
             .filter(|s| app.is_none_or(|a| &s.instance.app == a))
             .map(|s| s.instance.clone())
             .collect();
-        v.sort_by(|a, b| {
-            (&a.app, a.release, &a.process_type, a.index, &a.id).cmp(&(
-                &b.app,
-                b.release,
-                &b.process_type,
-                b.index,
-                &b.id,
-            ))
-        });
+        crate::traits::scheduler::sort_instances(&mut v);
         Ok(v)
     }
 
@@ -499,16 +491,7 @@ impl Scheduler for MemoryScheduler {
 
     fn events(&self) -> BoxStream<'static, InstanceEvent> {
         let rx = self.inner.events.subscribe();
-        futures::stream::unfold(rx, |mut rx| async move {
-            loop {
-                match rx.recv().await {
-                    Ok(e) => return Some((e, rx)),
-                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                }
-            }
-        })
-        .boxed()
+        crate::stream::broadcast_stream(rx)
     }
 }
 

@@ -279,6 +279,20 @@ pub trait Scheduler: Send + Sync + std::fmt::Debug + 'static {
     }
 }
 
+/// Sorts instances the way [`Scheduler::list`] returns them: by app, release, process type,
+/// index, then id.
+pub fn sort_instances(v: &mut [Instance]) {
+    v.sort_by(|a, b| {
+        (&a.app, a.release, &a.process_type, a.index, &a.id).cmp(&(
+            &b.app,
+            b.release,
+            &b.process_type,
+            b.index,
+            &b.id,
+        ))
+    });
+}
+
 /// The web addresses of the running instances of `release` in `instances`.
 pub fn web_endpoints(instances: &[Instance], release: Version) -> Vec<SocketAddr> {
     instances
