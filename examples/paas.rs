@@ -585,20 +585,28 @@ impl Api {
     }
 
     fn transport_error(&self, e: reqwest::Error) -> CliError {
-        let mut msg = e.to_string();
+        // The innermost cause says the most ("Connection refused (os error 111)").
+        let mut cause = e.to_string();
         let mut src = std::error::Error::source(&e);
         while let Some(s) = src {
-            msg.push_str(": ");
-            msg.push_str(&s.to_string());
+            cause = s.to_string();
             src = s.source();
         }
         if e.is_connect() {
             CliError::new(format!(
-                "cannot reach paasd at {} (is it running? set PAAS_URL): {msg}",
+                "cannot reach paasd at {} (is it running? is PAAS_URL right?): {cause}",
+                self.base
+            ))
+        } else if e.is_timeout() {
+            CliError::new(format!(
+                "paasd at {} did not answer in time: {cause}",
                 self.base
             ))
         } else {
-            CliError::new(format!("request to paasd at {} failed: {msg}", self.base))
+            CliError::new(format!(
+                "the request to paasd at {} failed: {cause}",
+                self.base
+            ))
         }
     }
 
