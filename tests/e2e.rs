@@ -572,8 +572,9 @@ fn zero_downtime_unhealthy_push_and_daemon_restart() {
         "the failure names the health check: {failure_line}"
     );
     assert!(
-        failure_line.contains(&format!("v{good}")) && lower.contains("serving"),
-        "the failure says the previous release v{good} keeps serving: {failure_line}"
+        lower.contains(&format!("v{}", good + 1)),
+        "the failure names the failed release v{}: {failure_line}",
+        good + 1
     );
     let body = d.router_get(&host, "/").expect("router");
     assert_eq!(
