@@ -558,10 +558,14 @@ fn zero_downtime_unhealthy_push_and_daemon_restart() {
     write(&repo, "Procfile", "web: sleep 100000\n");
     d.git_ok(&repo, &["commit", "-q", "-am", "never healthy"]);
     let (ok, text) = d.git(&repo, &["push", "paas", "main"], Some(&d.token));
-    // paasd stores the pushed commit and reports the failed deploy on `remote:` lines (git's
-    // exit status is its choice: the ref update itself succeeded); the message must say that
-    // the deploy failed, why, and that the previous release keeps serving.
-    eprintln!("unhealthy push: git exit status success={ok}");
+    // paasd stores the pushed commit, reports the failed deploy on `remote:` lines and marks
+    // the branch rejected, so `git push` fails like it does on Heroku; the message must say
+    // that the deploy failed, why, and that the previous release keeps serving.
+    assert!(
+        !ok,
+        "a push whose deploy fails makes `git push` fail: {text}"
+    );
+    assert!(text.contains("[remote rejected] main -> main"), "{text}");
     let failure_line = text
         .lines()
         .find(|l| l.to_ascii_lowercase().contains("failed"))

@@ -242,15 +242,20 @@ impl From<std::io::Error> for Error {
 pub struct ErrorBody {
     /// [`ErrorKind`] as its snake_case name.
     pub kind: ErrorKind,
-    /// The error's `Display` text.
+    /// The error's message (and source), for the user.
     pub message: String,
 }
 
 impl From<&Error> for ErrorBody {
+    /// The message and its source, without the operation and backend (those are for logs).
     fn from(e: &Error) -> Self {
+        let message = match &e.source {
+            Some(source) => format!("{}: {source}", e.message),
+            None => e.message.clone(),
+        };
         ErrorBody {
             kind: e.kind(),
-            message: e.to_string(),
+            message,
         }
     }
 }
