@@ -2,7 +2,7 @@
 //! `paas` CLI). Kept here so that every client and server agrees on them.
 //!
 //! Conventions: every call needs the token (`Authorization: Bearer TOKEN`, or HTTP Basic with
-//! the token as password). Errors are [`ErrorBody`](crate::ErrorBody) JSON with a 4xx/5xx
+//! the token as password). Errors are [`ErrorBody`] JSON with a 4xx/5xx
 //! status. Long operations answer `200` with `application/x-ndjson`: a sequence of
 //! [`StreamEvent`] lines ending with exactly one `result`, `error` or `exit` event.
 
