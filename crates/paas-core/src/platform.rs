@@ -48,6 +48,8 @@ pub struct PlatformSettings {
     pub build_timeout: Duration,
     /// Time limit of the release phase (default 10 min).
     pub release_phase_timeout: Duration,
+    /// Time limit of a one-off run (default 1 h).
+    pub run_timeout: Duration,
     /// Artifacts of this many newest releases are kept for rollbacks (default 5).
     pub keep_releases: usize,
     /// Where source is exported for builds (default: the system temp dir).
@@ -64,6 +66,7 @@ impl Default for PlatformSettings {
             stop_grace: Duration::from_secs(30),
             build_timeout: Duration::from_secs(15 * 60),
             release_phase_timeout: Duration::from_secs(10 * 60),
+            run_timeout: Duration::from_secs(3600),
             keep_releases: 5,
             work_dir: std::env::temp_dir().join("paas-work"),
         }
@@ -279,14 +282,6 @@ impl Platform {
             .or_default()
             .clone();
         m.lock_owned().await
-    }
-
-    fn try_lock_app(&self, app: &AppName) -> Option<tokio::sync::OwnedMutexGuard<()>> {
-        let m = lock(&self.inner.locks)
-            .entry(app.clone())
-            .or_default()
-            .clone();
-        m.try_lock_owned().ok()
     }
 
     async fn log(&self, app: &AppName, component: &str, text: impl AsRef<str>) {
@@ -644,21 +639,28 @@ impl Platform {
         progress: &Progress,
     ) -> Result<i32> {
         let RunHandle { mut output, exit } = handle;
-        while let Some(chunk) = output.next().await {
-            for l in chunk.text.lines() {
-                progress.line(l);
-                let line = LogLine::new(
-                    app.clone(),
-                    LogSource::App {
-                        process_type: ty.clone(),
-                        index: 0,
-                    },
-                    l,
-                );
-                let _ = self.inner.logs.append(line).await;
+        let pump = async {
+            while let Some(chunk) = output.next().await {
+                for l in chunk.text.lines() {
+                    progress.line(l);
+                    let line = LogLine::new(
+                        app.clone(),
+                        LogSource::App {
+                            process_type: ty.clone(),
+                            index: 0,
+                        },
+                        l,
+                    );
+                    let _ = self.inner.logs.append(line).await;
+                }
             }
-        }
-        exit.await
+        };
+        // The exit (and with it the run's timeout) is awaited alongside the output: a command
+        // that never ends is cut off by the timeout even if its output stream stays open.
+        let (code, ()) = tokio::join!(exit, async {
+            let _ = tokio::time::timeout(Duration::from_secs(24 * 3600), pump).await;
+        });
+        code
     }
 
     async fn fail_release(&self, release: &Release, reason: &str, progress: &Progress) {
@@ -757,12 +759,19 @@ impl Platform {
             }
         }
 
-        // 2. Wait until they are healthy.
-        let health = match start_err {
+        // 2. Wait until they are healthy, then 3. switch the route to the new web processes
+        //    (one atomic swap). A failure of either leaves the old route and processes alone.
+        let routes_web = only.is_none_or(|t| t.is_web());
+        let mut outcome = match start_err {
             Some(e) => Err(e),
             None => self.wait_healthy(&started).await,
         };
-        if let Err(e) = health {
+        if outcome.is_ok() && routes_web {
+            outcome = self
+                .set_route(app, web_endpoints(&started, release.version))
+                .await;
+        }
+        if let Err(e) = outcome {
             let ids = started.iter().map(|i| i.id.clone()).collect();
             if let Err(stop_err) = self
                 .inner
@@ -770,7 +779,7 @@ impl Platform {
                 .stop(StopRequest::new(ids, Duration::from_secs(1)))
                 .await
             {
-                tracing::error!(%app, error = %stop_err, "could not remove unhealthy processes");
+                tracing::error!(%app, error = %stop_err, "could not remove the new processes");
             }
             let previous = self.inner.store.current_release(app).await.ok().flatten();
             let keeps = match &previous {
@@ -795,22 +804,19 @@ impl Platform {
             app,
             progress,
             "deploy",
-            &format!("-----> {} process(es) healthy", started.len()),
+            &format!("-----> {} process(es) healthy and routed", started.len()),
         )
         .await;
-
-        // 3. Switch the route to the new web processes.
-        let routes_web = only.is_none_or(|t| t.is_web());
-        if mark {
+        // The new release takes traffic from here on. What follows is cleanup: its failures are
+        // logged (the next converge removes leftovers), not turned into a failed deploy.
+        let status = if mark {
             self.inner
                 .store
                 .set_release_status(app, release.version, DeployStatus::Succeeded)
-                .await?;
-        }
-        if routes_web {
-            let endpoints = web_endpoints(&started, release.version);
-            self.set_route(app, endpoints).await?;
-        }
+                .await
+        } else {
+            Ok(())
+        };
 
         // 4. Drain and stop the old processes.
         let new_addrs: BTreeSet<_> = started.iter().filter_map(|i| i.address).collect();
@@ -821,36 +827,51 @@ impl Platform {
             .filter(|a| !new_addrs.contains(a))
             .collect();
         if !old_web.is_empty() {
-            let report = self
+            match self
                 .inner
                 .router
                 .drain(DrainRequest::new(old_web, s.drain_timeout))
-                .await?;
-            if !report.pending.is_empty() {
-                self.log(
-                    app,
-                    "deploy",
-                    format!(
-                        "{} endpoint(s) still busy after the drain timeout",
-                        report.pending.len()
-                    ),
-                )
-                .await;
+                .await
+            {
+                Ok(report) if !report.pending.is_empty() => {
+                    let n = report.pending.len();
+                    self.log(
+                        app,
+                        "deploy",
+                        format!("{n} endpoint(s) still busy after the drain timeout"),
+                    )
+                    .await;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.log(app, "deploy", format!("Draining old endpoints failed: {e}"))
+                        .await
+                }
             }
         }
         if !old.is_empty() {
             let ids = old.iter().map(|i| i.id.clone()).collect();
-            self.inner
+            match self
+                .inner
                 .scheduler
                 .stop(StopRequest::new(ids, s.stop_grace))
-                .await?;
-            self.log(
-                app,
-                "deploy",
-                format!("Stopped {} old process(es)", old.len()),
-            )
-            .await;
+                .await
+            {
+                Ok(()) => {
+                    self.log(
+                        app,
+                        "deploy",
+                        format!("Stopped {} old process(es)", old.len()),
+                    )
+                    .await
+                }
+                Err(e) => {
+                    self.log(app, "deploy", format!("Stopping old processes failed: {e}"))
+                        .await
+                }
+            }
         }
+        status?;
         let what = if mark { "Deployed" } else { "Restarted" };
         self.emit(
             app,
@@ -909,25 +930,34 @@ impl Platform {
             .await
     }
 
+    /// Removes artifacts no rollback is likely to need: it keeps the builds of the newest
+    /// `keep_releases` releases and of the newest `keep_releases` succeeded ones (the default
+    /// rollback target is always among them).
     async fn prune(&self, app: &AppName) {
-        let keep_n = self.inner.settings.keep_releases.max(1);
-        let keep: Vec<BuildId> = match self
+        let n = self.inner.settings.keep_releases.max(1);
+        let releases = match self
             .inner
             .store
-            .list_releases(app, ListReleases::newest(keep_n))
+            .list_releases(app, ListReleases::newest(n.max(100)))
             .await
         {
-            Ok(releases) => {
-                let mut ids: Vec<BuildId> = releases.into_iter().map(|r| r.build.id).collect();
-                if let Ok(Some(cur)) = self.inner.store.current_release(app).await {
-                    ids.push(cur.build.id);
-                }
-                ids.sort();
-                ids.dedup();
-                ids
-            }
+            Ok(r) => r,
             Err(_) => return,
         };
+        let mut keep: Vec<BuildId> = releases
+            .iter()
+            .take(n)
+            .map(|r| r.build.id.clone())
+            .collect();
+        keep.extend(
+            releases
+                .iter()
+                .filter(|r| r.status == DeployStatus::Succeeded)
+                .take(n)
+                .map(|r| r.build.id.clone()),
+        );
+        keep.sort();
+        keep.dedup();
         if let Err(e) = self
             .inner
             .builder
@@ -1056,15 +1086,24 @@ impl Platform {
                 }
                 formation.set(ty.clone(), n)?;
             }
-            let previous = self.inner.store.get_formation(app).await?;
-            self.inner
-                .store
-                .set_formation(app, formation.clone())
-                .await?;
-            if let Some(release) = &current {
-                if let Err(e) = self.apply_scale(release, &changes, &progress).await {
-                    self.inner.store.set_formation(app, previous).await?;
-                    return Err(e);
+            match &current {
+                // Type by type: the stored formation records each change once it runs, so a
+                // failure part-way leaves the formation saying what actually runs.
+                Some(release) => {
+                    let mut stored = self.inner.store.get_formation(app).await?;
+                    for (ty, n) in changes.iter() {
+                        let mut one = Formation::new();
+                        one.set(ty.clone(), n)?;
+                        self.apply_scale(release, &one, &progress).await?;
+                        stored.set(ty.clone(), n)?;
+                        self.inner.store.set_formation(app, stored.clone()).await?;
+                    }
+                }
+                None => {
+                    self.inner
+                        .store
+                        .set_formation(app, formation.clone())
+                        .await?
                 }
             }
             self.emit(
@@ -1221,7 +1260,18 @@ impl Platform {
                 ),
             )
             .await;
-            self.rollout(&release, None, true, &progress).await?;
+            let outcome = match self.release_phase(&release, &progress).await {
+                Ok(()) => self.rollout(&release, None, true, &progress).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = outcome {
+                // The failed rollback must not leave the app with the target's config: the
+                // next deploy would silently lose the vars set since.
+                if let Some(cur) = &current {
+                    self.inner.store.set_config(app, cur.config.clone()).await?;
+                }
+                return Err(e);
+            }
             self.prune(app).await;
             self.inner.store.get_release(app, release.version).await
         }
@@ -1278,7 +1328,9 @@ impl Platform {
         .await;
         self.inner
             .scheduler
-            .run_once(RunRequest::new(current, command))
+            .run_once(
+                RunRequest::new(current, command).with_timeout(self.inner.settings.run_timeout),
+            )
             .await
     }
 
@@ -1399,7 +1451,8 @@ impl Platform {
             }
         }
         let Some(current) = self.inner.store.current_release(app).await? else {
-            return Ok(());
+            // Processes of a first deploy that was interrupted: nothing may serve them.
+            return self.inner.scheduler.remove_app(app, s.stop_grace).await;
         };
         let formation = self.formation_for(&current).await?;
         let report = self
@@ -1475,23 +1528,32 @@ impl Platform {
                 });
                 if inst.process_type.is_web() {
                     let me = me.clone();
-                    tokio::spawn(async move { me.resync_when_idle(inst.app).await });
+                    let restarted = (kind == EventKind::InstanceRestarted).then(|| inst.id.clone());
+                    tokio::spawn(async move { me.resync_when_idle(inst.app, restarted).await });
                 }
             }
         })
     }
 
-    /// Re-syncs an app's route once no operation holds its lock (an operation in progress sets
-    /// the route itself when it finishes).
-    async fn resync_when_idle(&self, app: AppName) {
-        for _ in 0..600 {
-            if let Some(_g) = self.try_lock_app(&app) {
-                if let Err(e) = self.sync_route(&app).await {
-                    tracing::warn!(%app, error = %e, "route re-sync failed");
-                }
-                return;
+    /// Re-syncs an app's route once no operation holds its lock (operations hold it for as long
+    /// as they take; the re-sync waits, it is never dropped). A restarted web instance is
+    /// health-checked first, so it gets traffic only once it answers.
+    async fn resync_when_idle(&self, app: AppName, restarted: Option<String>) {
+        if let Some(id) = restarted {
+            let s = &self.inner.settings;
+            let check = HealthRequest::new(vec![id], s.health_check.clone(), s.health_timeout);
+            if let Err(e) = self.inner.scheduler.wait_healthy(check).await {
+                self.log(
+                    &app,
+                    "scheduler",
+                    format!("Restarted process is not healthy: {}", e.message()),
+                )
+                .await;
             }
-            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let _g = self.lock_app(&app).await;
+        if let Err(e) = self.sync_route(&app).await {
+            tracing::warn!(%app, error = %e, "route re-sync failed");
         }
     }
 

@@ -628,3 +628,144 @@ async fn recover_adopts_and_rebuilds_routes() {
         vec![before[0].address.unwrap()]
     );
 }
+
+#[tokio::test]
+async fn rollback_runs_the_release_phase_and_a_failed_rollback_keeps_the_config() {
+    let env = env();
+    let a = app("rbphase");
+    env.platform.create_app(&a).await.unwrap();
+    push(&env, &a, "web: ./server\nrelease: echo migrating\n").await;
+    deploy(&env, &a).await.unwrap();
+    env.platform
+        .set_config(&a, set(&["LATER=1"]), Progress::discard())
+        .await
+        .unwrap();
+    let before = env
+        .platform
+        .logs(&a, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|l| l.text == "migrating")
+        .count();
+    env.platform
+        .rollback(&a, Some(Version(1)), Progress::discard())
+        .await
+        .unwrap();
+    let after = env
+        .platform
+        .logs(&a, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|l| l.text == "migrating")
+        .count();
+    assert_eq!(
+        after,
+        before + 1,
+        "the rollback release ran its release command"
+    );
+
+    // v4 = rollback to v2 (which has LATER), whose processes never become healthy.
+    env.scheduler
+        .set_fault(Some(|r: &Release, _: &ProcessType, _: u32| {
+            (r.version == Version(4)).then_some(SimFault::NeverHealthy)
+        }));
+    let e = env
+        .platform
+        .rollback(&a, Some(Version(2)), Progress::discard())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::DeployFailed);
+    let config = env.platform.config(&a).await.unwrap();
+    assert!(
+        config.get("LATER").is_none(),
+        "the config of the serving release v3 is kept"
+    );
+    assert_eq!(
+        env.platform
+            .status(&a)
+            .await
+            .unwrap()
+            .current
+            .unwrap()
+            .version,
+        Version(3)
+    );
+}
+
+#[tokio::test]
+async fn a_release_command_that_never_ends_is_cut_off() {
+    let sources = Arc::new(MemorySourceStore::new());
+    let mut settings = PlatformSettings::default().with_health_timeout(Duration::from_secs(2));
+    settings.release_phase_timeout = Duration::from_millis(300);
+    let platform = Platform::new(
+        sources.clone(),
+        Arc::new(MemoryBuilder::new()),
+        Arc::new(MemoryReleaseStore::new()),
+        Arc::new(MemoryScheduler::new()),
+        Arc::new(MemoryRouter::new()),
+        Arc::new(MemoryLogSink::new()),
+        settings,
+    );
+    let a = app("hangs");
+    platform.create_app(&a).await.unwrap();
+    let files = vec![SourceFile {
+        path: "Procfile".into(),
+        contents: b"web: ./s\nrelease: sleep 3600\n".to_vec(),
+        executable: false,
+    }];
+    sources
+        .commit_files(CommitFilesRequest::new(a.clone(), "main", files))
+        .await
+        .unwrap();
+    let e = platform
+        .deploy(DeployRequest::new(
+            a.clone(),
+            DeploySource::Ref("main".into()),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::DeployFailed, "{e}");
+    assert!(e.message().contains("did not finish"), "{e}");
+    // The app is not stuck: the next operation gets its lock.
+    let r = platform
+        .set_config(&a, set(&["X=1"]), Progress::discard())
+        .await;
+    assert!(
+        r.is_err(),
+        "the only release failed, so the config change's release fails too"
+    );
+}
+
+#[tokio::test]
+async fn prune_keeps_the_default_rollback_target() {
+    let builder = Arc::new(MemoryBuilder::new());
+    let env = env_with_builder(builder.clone());
+    let a = app("prune");
+    env.platform.create_app(&a).await.unwrap();
+    push(&env, &a, "web: ./server\n").await;
+    let v1 = deploy(&env, &a).await.unwrap();
+    env.scheduler
+        .set_fault(Some(|r: &Release, _: &ProcessType, _: u32| {
+            (r.version.0 >= 2 && r.version.0 <= 7).then_some(SimFault::NeverHealthy)
+        }));
+    for i in 0..6 {
+        push(&env, &a, &format!("web: ./server --round {i}\n")).await;
+        assert!(deploy(&env, &a).await.is_err());
+    }
+    env.scheduler
+        .set_fault(None::<fn(&Release, &ProcessType, u32) -> Option<SimFault>>);
+    push(&env, &a, "web: ./server --good\n").await;
+    deploy(&env, &a).await.unwrap();
+    assert!(
+        builder.artifacts(&a).contains(&v1.build.artifact.image),
+        "v1 (the newest succeeded release before the current one) keeps its artifact"
+    );
+    let r = env
+        .platform
+        .rollback(&a, None, Progress::discard())
+        .await
+        .unwrap();
+    assert_eq!(r.build, v1.build);
+}

@@ -1111,7 +1111,9 @@ impl Scheduler for DockerScheduler {
                     if running {
                         let healthy = match (&check, instance.address) {
                             (HealthCheck::Running, _) => true,
-                            (_, None) => true,
+                            // A web process without an address cannot be routed: not healthy
+                            // (yet). Other processes have nothing to probe.
+                            (_, None) => !instance.process_type.is_web(),
                             (c, Some(addr)) => probe(addr, c).await,
                         };
                         if healthy {
@@ -1153,6 +1155,27 @@ impl Scheduler for DockerScheduler {
         )
         .await;
         results.into_iter().collect::<Result<Vec<()>>>()?;
+        Ok(())
+    }
+
+    async fn remove_app(&self, app: &AppName, grace: Duration) -> Result<()> {
+        let ids = self
+            .list(Some(app))
+            .await?
+            .into_iter()
+            .map(|i| i.id)
+            .collect();
+        self.stop(StopRequest::new(ids, grace)).await?;
+        // One-off runs of the app go too: a destroyed app leaves no container behind.
+        for c in self
+            .inner
+            .list_containers(Some(app), labels::KIND_RUN)
+            .await?
+        {
+            if let Some(id) = c.id {
+                self.inner.remove_now(&id).await;
+            }
+        }
         Ok(())
     }
 
@@ -1302,6 +1325,16 @@ impl Scheduler for DockerScheduler {
             let _ = tokio::time::timeout(Duration::from_secs(10), reader).await;
             inner.remove_now(&id).await;
             outcome.map(|code| i32::try_from(code).unwrap_or(i32::MAX))
+        };
+        // The wait, the timeout and the removal run in their own task, so they hold whether or
+        // not the caller polls `exit` (or drops the handle).
+        let exit = tokio::spawn(exit);
+        let exit = async move {
+            exit.await.unwrap_or_else(|e| {
+                Err(Error::internal(format!("one-off run task failed: {e}"))
+                    .with_backend(BACKEND)
+                    .with_operation("run_once"))
+            })
         };
         let output =
             futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|o| (o, rx)) })

@@ -251,7 +251,9 @@ pub trait Scheduler: Send + Sync + std::fmt::Debug + 'static {
     async fn list(&self, app: Option<&AppName>) -> Result<Vec<Instance>>;
 
     /// Runs a one-off command in the release's environment. Output streams as produced; the
-    /// instance is removed once it exits.
+    /// instance is removed once it exits. The run does not depend on how the handle is used:
+    /// its timeout applies and its instance is removed even if `exit` is never polled or the
+    /// handle is dropped.
     ///
     /// Errors: `InvalidInput` for an empty command; `Unavailable`.
     async fn run_once(&self, req: RunRequest) -> Result<RunHandle>;
