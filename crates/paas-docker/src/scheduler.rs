@@ -1368,6 +1368,13 @@ impl Scheduler for DockerScheduler {
                 keep.insert(key, i);
             }
         }
+        // A kept container that was created but never started (the owner died in between)
+        // is started here, or it would hold its slot forever.
+        for k in keep.values().filter(|k| k.state == InstanceState::Starting) {
+            if let Err(e) = self.inner.docker.start_container(&k.id, None).await {
+                tracing::debug!(id = %k.id, error = %e, "converge: start of a created container");
+            }
+        }
         let mut stop: Vec<&Instance> = current
             .iter()
             .filter(|i| {
