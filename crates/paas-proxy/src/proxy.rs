@@ -201,9 +201,9 @@ pub(crate) async fn handle(
         return Ok(page(StatusCode::NOT_FOUND, NOT_FOUND));
     };
 
-    let access_log = shared.access.load_full();
+    let access_log = shared.access.load();
     let mut access = access_log.enabled().then(|| AccessRecord {
-        log: access_log.clone(),
+        log: arc_swap::Guard::into_inner(access_log),
         app: entry.route.app.clone(),
         method: req.method().clone(),
         uri: req.uri().clone(),

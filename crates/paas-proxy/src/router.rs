@@ -463,7 +463,10 @@ async fn serve_connection(
         state,
         peer,
     });
-    let svc = service_fn(move |req| crate::proxy::handle(ctx.clone(), req));
+    // The request future is boxed: hyper keeps the slot of the service future allocated for
+    // the life of the connection, so an inline future would cost its full size per idle
+    // keep-alive connection.
+    let svc = service_fn(move |req| Box::pin(crate::proxy::handle(ctx.clone(), req)));
     let conn = builder.serve_connection(io, svc).with_upgrades();
     tokio::pin!(conn);
     tokio::select! {

@@ -39,10 +39,15 @@ fn main() {
             }),
         )
         .init();
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    // One thread: a current-thread runtime (no work-stealing bookkeeping); more: that many
+    // workers.
+    let mut runtime = match args.threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
     runtime.enable_all();
-    if let Some(n) = args.threads {
-        runtime.worker_threads(n.max(1));
+    if let Some(n) = args.threads.filter(|n| *n > 1) {
+        runtime.worker_threads(n);
     }
     let runtime = match runtime.build() {
         Ok(r) => r,

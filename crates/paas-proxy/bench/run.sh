@@ -1,0 +1,219 @@
+#!/usr/bin/env bash
+# Benchmark: paas-proxy vs nginx vs HAProxy, one worker each, same origin, same wrk client.
+# Traffic only to 127.0.0.1. Not a test: run by hand, once, on a quiet machine.
+#
+#   crates/paas-proxy/bench/run.sh            # DURATION=8 CONNS=32 IDLE_CONNS=2000 by default
+#
+# Measures, for each proxy: req/s with keep-alive clients, req/s with `Connection: close`
+# clients, c=1 latency p50/p99 (and the origin alone, for the added latency per hop), and RSS
+# per idle keep-alive client connection. Prints a table and the ratios of paas-proxy to each.
+set -euo pipefail
+
+DURATION=${DURATION:-8}
+CONNS=${CONNS:-32}
+IDLE_CONNS=${IDLE_CONNS:-2000}
+ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
+WORK=${WORK:-/tmp/paas-proxy-bench}
+ORIGIN_PORT=18001 NGINX_PORT=18002 HAPROXY_PORT=18003 PAAS_PORT=18004
+HOST_HEADER="Host: bench.localhost"
+
+need() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
+if ! need wrk || ! need nginx || ! need haproxy; then
+    echo "installing wrk nginx haproxy..."
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx haproxy >/dev/null
+fi
+export PATH="$PATH:/usr/sbin"
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+echo "building paas-proxy (release)..."
+(cd "$ROOT" && cargo build -q --release -p paas-proxy --example standalone)
+PAAS_BIN="$ROOT/target/release/examples/standalone"
+
+rm -rf "$WORK" && mkdir -p "$WORK/logs"
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    [ -f "$WORK/origin.pid" ] && kill "$(cat "$WORK/origin.pid")" 2>/dev/null || true
+    [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+# --- origin: nginx, one worker, a static 200 ------------------------------------------------
+cat > "$WORK/origin.conf" <<CONF
+worker_processes 1;
+pid $WORK/origin.pid;
+error_log $WORK/logs/origin.err warn;
+events { worker_connections 8000; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    keepalive_timeout 300s;
+    client_body_temp_path $WORK/tmp-origin;
+    server {
+        listen 127.0.0.1:$ORIGIN_PORT reuseport backlog=4096;
+        location / { default_type text/plain; return 200 "hello from the origin\n"; }
+    }
+}
+CONF
+nginx -c "$WORK/origin.conf" -p "$WORK"
+
+# --- nginx as the proxy, one worker, keep-alive upstream pool --------------------------------
+cat > "$WORK/nginx.conf" <<CONF
+worker_processes 1;
+pid $WORK/nginx.pid;
+error_log $WORK/logs/nginx.err warn;
+events { worker_connections 8000; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    keepalive_timeout 300s;
+    client_body_temp_path $WORK/tmp-nginx;
+    proxy_temp_path $WORK/tmp-nginx-proxy;
+    upstream origin { server 127.0.0.1:$ORIGIN_PORT; keepalive 256; }
+    server {
+        listen 127.0.0.1:$NGINX_PORT backlog=4096;
+        location / {
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$remote_addr;
+        }
+    }
+}
+CONF
+nginx -c "$WORK/nginx.conf" -p "$WORK"
+
+# --- HAProxy, one thread ---------------------------------------------------------------------
+cat > "$WORK/haproxy.cfg" <<CONF
+global
+    nbthread 1
+    maxconn 8000
+defaults
+    mode http
+    option http-keep-alive
+    option forwardfor
+    timeout connect 3s
+    timeout client 300s
+    timeout server 300s
+    timeout http-keep-alive 300s
+frontend fe
+    bind 127.0.0.1:$HAPROXY_PORT
+    default_backend be
+backend be
+    http-reuse always
+    server origin 127.0.0.1:$ORIGIN_PORT
+CONF
+haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/logs/haproxy.log" 2>&1 &
+HAPROXY_PID=$!
+PIDS+=("$HAPROXY_PID")
+
+# --- paas-proxy, one worker thread -----------------------------------------------------------
+cat > "$WORK/routes.json" <<CONF
+{"apps": {"bench": {"endpoints": ["127.0.0.1:$ORIGIN_PORT"]}}}
+CONF
+RUST_LOG=warn "$PAAS_BIN" --listen "127.0.0.1:$PAAS_PORT" --routes "$WORK/routes.json" --threads 1 \
+    >"$WORK/logs/paas.log" 2>&1 &
+PAAS_PID=$!
+PIDS+=("$PAAS_PID")
+
+sleep 1
+for port in $ORIGIN_PORT $NGINX_PORT $HAPROXY_PORT $PAAS_PORT; do
+    curl -sf -H "$HOST_HEADER" "http://127.0.0.1:$port/" >/dev/null || { echo "port $port does not answer"; exit 1; }
+done
+NGINX_WORKER=$(pgrep -P "$(cat "$WORK/nginx.pid")" | head -1)
+
+# wrk output -> numbers
+rps() { awk '/^Requests\/sec:/ {print $2}'; }
+to_us() { # "123.45us" / "1.23ms" / "1.2s" -> microseconds
+    awk '{ v=$1; if (v ~ /us$/) { sub(/us$/,"",v); print v+0 } else if (v ~ /ms$/) { sub(/ms$/,"",v); print v*1000 } else if (v ~ /s$/) { sub(/s$/,"",v); print v*1000000 } else print v }'
+}
+pct() { awk -v p="$1" '$1==p {print $2}' | to_us; }
+
+run_wrk() { # port conns extra-header -> file
+    local port=$1 conns=$2 extra=$3 out=$4
+    if [ -n "$extra" ]; then
+        wrk -t1 -c"$conns" -d"${DURATION}s" --latency -H "$HOST_HEADER" -H "$extra" "http://127.0.0.1:$port/" >"$out" 2>&1 || true
+    else
+        wrk -t1 -c"$conns" -d"${DURATION}s" --latency -H "$HOST_HEADER" "http://127.0.0.1:$port/" >"$out" 2>&1 || true
+    fi
+    if grep -q "Non-2xx\|Socket errors" "$out"; then grep "Non-2xx\|Socket errors" "$out" | sed "s/^/    port $port: /"; fi
+}
+
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+cat > "$WORK/idle.py" <<'PY'
+# Holds N keep-alive connections, each after one request, until killed.
+import socket, sys, time
+port, n, ready = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+socks = []
+req = b"GET / HTTP/1.1\r\nHost: bench.localhost\r\n\r\n"
+for _ in range(n):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(req)
+    data = b""
+    while b"hello from the origin" not in data:
+        chunk = s.recv(4096)
+        if not chunk:
+            raise SystemExit("connection closed early")
+        data += chunk
+    socks.append(s)
+open(ready, "w").write("ok")
+time.sleep(600)
+PY
+
+measure_rss() { # pid port -> KiB per idle connection
+    local pid=$1 port=$2
+    sleep 1
+    local before after
+    before=$(rss_kb "$pid")
+    python3 "$WORK/idle.py" "$port" "$IDLE_CONNS" "$WORK/idle-$port.ready" >/dev/null 2>&1 &
+    local holder=$!
+    while [ ! -f "$WORK/idle-$port.ready" ]; do sleep 0.2; done
+    sleep 1
+    after=$(rss_kb "$pid")
+    kill "$holder" 2>/dev/null || true
+    wait "$holder" 2>/dev/null || true
+    awk -v a="$after" -v b="$before" -v n="$IDLE_CONNS" 'BEGIN { printf "%.2f", (a-b)/n }'
+}
+
+declare -A KA CLOSE P50 P99 RSS
+echo "origin alone, c=1..."
+run_wrk $ORIGIN_PORT 1 "" "$WORK/origin-c1.txt"
+ORIGIN_P50=$(pct 50% <"$WORK/origin-c1.txt")
+ORIGIN_P99=$(pct 99% <"$WORK/origin-c1.txt")
+
+for name in nginx haproxy paas; do
+    case $name in
+        nginx) port=$NGINX_PORT pid=$NGINX_WORKER ;;
+        haproxy) port=$HAPROXY_PORT pid=$HAPROXY_PID ;;
+        paas) port=$PAAS_PORT pid=$PAAS_PID ;;
+    esac
+    echo "$name: keep-alive c=$CONNS, Connection: close c=$CONNS, c=1, idle connections..."
+    run_wrk "$port" "$CONNS" "" "$WORK/$name-ka.txt"
+    KA[$name]=$(rps <"$WORK/$name-ka.txt")
+    run_wrk "$port" "$CONNS" "Connection: close" "$WORK/$name-close.txt"
+    CLOSE[$name]=$(rps <"$WORK/$name-close.txt")
+    sleep 2 # let TIME_WAIT settle a little
+    run_wrk "$port" 1 "" "$WORK/$name-c1.txt"
+    P50[$name]=$(pct 50% <"$WORK/$name-c1.txt")
+    P99[$name]=$(pct 99% <"$WORK/$name-c1.txt")
+    RSS[$name]=$(measure_rss "$pid" "$port")
+done
+
+echo
+printf "%-10s %14s %14s %10s %10s %12s %14s\n" proxy "keepalive r/s" "close r/s" "p50 us" "p99 us" "+p50/hop us" "KiB/idle conn"
+printf "%-10s %14s %14s %10s %10s %12s %14s\n" origin - - "$ORIGIN_P50" "$ORIGIN_P99" - -
+for name in nginx haproxy paas; do
+    added=$(awk -v a="${P50[$name]}" -v b="$ORIGIN_P50" 'BEGIN { printf "%.1f", a-b }')
+    printf "%-10s %14s %14s %10s %10s %12s %14s\n" "$name" "${KA[$name]}" "${CLOSE[$name]}" "${P50[$name]}" "${P99[$name]}" "$added" "${RSS[$name]}"
+done
+echo
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b+0 == 0) print "n/a"; else printf "%.2fx", a/b }'; }
+for peer in nginx haproxy; do
+    echo "paas-proxy / $peer: keep-alive r/s $(ratio "${KA[paas]}" "${KA[$peer]}")," \
+        "close r/s $(ratio "${CLOSE[paas]}" "${CLOSE[$peer]}")," \
+        "p50 $(ratio "${P50[paas]}" "${P50[$peer]}"), p99 $(ratio "${P99[paas]}" "${P99[$peer]}")," \
+        "memory/idle conn $(ratio "${RSS[paas]}" "${RSS[$peer]}")"
+done
+echo "(r/s: higher is better; latency and memory: lower is better. Raw wrk output in $WORK.)"
