@@ -34,7 +34,8 @@ use paas::core::api::{
 use paas::core::memory::MemoryLogSink;
 use paas::core::{
     AppName, ConfigKey, ConfigUpdate, ConfigValue, DeployRequest, DeploySource, Domain, Error,
-    ErrorBody, ErrorKind, Formation, Platform, PlatformSettings, ProcessType, Progress, Version,
+    ErrorBody, ErrorKind, Formation, HealthCheck, Platform, PlatformSettings, ProcessType,
+    Progress, Version,
 };
 use paas::docker::DockerSchedulerSettings;
 use paas::docker::{stack, DockerBuilder, DockerBuilderSettings, DockerScheduler};
@@ -66,6 +67,10 @@ struct Args {
     /// Apps answer at APP.BASE_DOMAIN on the router.
     #[arg(long, default_value = "localhost")]
     base_domain: String,
+    /// Health check of new web processes: an HTTP path (`/up`) that must answer below 400;
+    /// without it, a TCP connect to `PORT`.
+    #[arg(long)]
+    health_path: Option<String>,
     /// Seconds new processes have to become healthy before a deploy fails.
     #[arg(long, default_value_t = 60)]
     health_timeout: u64,
@@ -154,7 +159,21 @@ async fn run(args: Args) -> paas::core::Result<()> {
     proxy_settings.drain_timeout = Duration::from_secs(args.drain_timeout);
     let router = ProxyRouter::new(proxy_settings)?.with_access_log(logs.clone());
 
+    let health_check = match &args.health_path {
+        Some(path)
+            if path.starts_with('/') && !path.chars().any(|c| c.is_control() || c == ' ') =>
+        {
+            HealthCheck::Http { path: path.clone() }
+        }
+        Some(_) => {
+            return Err(Error::invalid(
+                "--health-path must start with '/' and contain no spaces or control characters",
+            ))
+        }
+        None => HealthCheck::Tcp,
+    };
     let settings = PlatformSettings::default()
+        .with_health_check(health_check)
         .with_base_domain(args.base_domain.clone())
         .with_health_timeout(Duration::from_secs(args.health_timeout))
         .with_stop_grace(Duration::from_secs(args.stop_grace))
