@@ -487,6 +487,46 @@ impl ServiceInner {
         cmd
     }
 
+    /// Starts `git <service> --stateless-rpc -- PATH` with `body` fed to its stdin (from its
+    /// own task, so a large body never blocks on git's output) and its stderr drained.
+    /// Starts `git <service> --stateless-rpc -- PATH` with `body` fed to its stdin (from its
+    /// own task, so a large body never blocks on git's output) and its stderr drained.
+    pub(crate) fn spawn_rpc(
+        &self,
+        service: GitService,
+        path: &Path,
+        protocol: Option<&str>,
+        body: Bytes,
+    ) -> std::io::Result<(
+        tokio::process::Child,
+        tokio::process::ChildStdout,
+        tokio::task::JoinHandle<String>,
+    )> {
+        let mut child = self
+            .git(service, path, protocol)
+            .arg("--")
+            .arg(path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .inspect_err(|e| {
+                tracing::warn!(error = %e, service = service.subcommand(), "git http: cannot run git")
+            })?;
+        let stdin = child.stdin.take();
+        tokio::spawn(async move {
+            if let Some(mut stdin) = stdin {
+                let _ = stdin.write_all(&body).await;
+            }
+        });
+        let stderr = drain_stderr(child.stderr.take());
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| std::io::Error::other("git has no stdout pipe"))?;
+        Ok((child, stdout, stderr))
+    }
+
     async fn read_body<B>(&self, headers: &HeaderMap, body: B) -> Result<Bytes, BodyError>
     where
         B: Body<Data = Bytes> + Send + 'static,
@@ -598,31 +638,11 @@ impl ServiceInner {
         if let Err(why) = pktline::check_framing(&body) {
             return text(StatusCode::BAD_REQUEST, why);
         }
-        let child = self
-            .git(GitService::Upload, path, protocol.as_deref())
-            .arg("--")
-            .arg(path)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn();
-        let mut child = match child {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "git http: cannot run git upload-pack");
-                return text(StatusCode::INTERNAL_SERVER_ERROR, "cannot run git");
-            }
-        };
-        let stdin = child.stdin.take();
-        tokio::spawn(async move {
-            if let Some(mut stdin) = stdin {
-                let _ = stdin.write_all(&body).await;
-            }
-        });
-        let stderr = drain_stderr(child.stderr.take());
-        let Some(stdout) = child.stdout.take() else {
-            return text(StatusCode::INTERNAL_SERVER_ERROR, "cannot run git");
-        };
+        let (child, stdout, stderr) =
+            match self.spawn_rpc(GitService::Upload, path, protocol.as_deref(), body) {
+                Ok(spawned) => spawned,
+                Err(_) => return text(StatusCode::INTERNAL_SERVER_ERROR, "cannot run git"),
+            };
         let state = (Some((child, stdout, stderr)), BytesMut::new());
         let stream = futures::stream::unfold(state, |(running, mut buf)| async move {
             let (mut child, mut stdout, stderr) = running?;

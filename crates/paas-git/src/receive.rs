@@ -2,19 +2,17 @@
 //! lock, relaying `git receive-pack`, and the deploy hook with its `remote:` progress.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use http::{Response, StatusCode};
 use paas_core::{AppName, CommitId, OutputSender};
-use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use crate::hook::{PushEvent, PushHook};
 use crate::http::{
-    channel_body, drain_stderr, full_body, git_response, read_chunk, result_type, text, GitBody,
-    GitService, ServiceInner,
+    channel_body, full_body, git_response, read_chunk, result_type, text, GitBody, GitService,
+    ServiceInner,
 };
 use crate::pktline::{self, Pkt, RefCommand, RefStatus};
 use crate::refname;
@@ -137,30 +135,9 @@ impl ServiceInner {
         }
 
         // 4. Hand it to git.
-        let child = self
-            .git(GitService::Receive, &path, None)
-            .arg("--")
-            .arg(&path)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn();
-        let mut child = match child {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "git http: cannot run git receive-pack");
-                return text(StatusCode::INTERNAL_SERVER_ERROR, "cannot run git");
-            }
-        };
-        let stdin = child.stdin.take();
-        tokio::spawn(async move {
-            if let Some(mut stdin) = stdin {
-                let _ = stdin.write_all(&body).await;
-            }
-        });
-        let stderr = drain_stderr(child.stderr.take());
-        let Some(stdout) = child.stdout.take() else {
-            return text(StatusCode::INTERNAL_SERVER_ERROR, "cannot run git");
+        let (child, stdout, stderr) = match self.spawn_rpc(GitService::Receive, &path, None, body) {
+            Ok(spawned) => spawned,
+            Err(_) => return text(StatusCode::INTERNAL_SERVER_ERROR, "cannot run git"),
         };
         // Unbounded: the app lock is held until git exits, and a client that stops reading
         // must not hold it. What is queued is bounded by git's and the hook's output.
