@@ -3,6 +3,9 @@
 # Traffic only to 127.0.0.1. Not a test: run by hand, once, on a quiet machine.
 #
 #   crates/paas-proxy/bench/run.sh            # DURATION=8 CONNS=32 IDLE_CONNS=2000 by default
+#   DURATION=4 IDLE_CONNS=1000 crates/paas-proxy/bench/run.sh   # a shorter run while iterating
+#   BASE_BIN=/tmp/old-standalone crates/paas-proxy/bench/run.sh # also measure an older build
+#                                                               # ("base" row), in the same run
 #
 # Measures, for each proxy: req/s with keep-alive clients, req/s with `Connection: close`
 # clients, c=1 latency p50/p99 (and the origin alone, for the added latency per hop), and RSS
@@ -14,7 +17,8 @@ CONNS=${CONNS:-32}
 IDLE_CONNS=${IDLE_CONNS:-2000}
 ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
 WORK=${WORK:-/tmp/paas-proxy-bench}
-ORIGIN_PORT=18001 NGINX_PORT=18002 HAPROXY_PORT=18003 PAAS_PORT=18004
+ORIGIN_PORT=18001 NGINX_PORT=18002 HAPROXY_PORT=18003 PAAS_PORT=18004 BASE_PORT=18005
+BASE_BIN=${BASE_BIN:-}
 HOST_HEADER="Host: bench.localhost"
 
 need() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
@@ -116,9 +120,19 @@ RUST_LOG=warn "$PAAS_BIN" --listen "127.0.0.1:$PAAS_PORT" --routes "$WORK/routes
     >"$WORK/logs/paas.log" 2>&1 &
 PAAS_PID=$!
 PIDS+=("$PAAS_PID")
+NAMES="nginx haproxy paas"
+PORTS="$ORIGIN_PORT $NGINX_PORT $HAPROXY_PORT $PAAS_PORT"
+if [ -n "$BASE_BIN" ]; then
+    RUST_LOG=warn "$BASE_BIN" --listen "127.0.0.1:$BASE_PORT" --routes "$WORK/routes.json" --threads 1 \
+        >"$WORK/logs/base.log" 2>&1 &
+    BASE_PID=$!
+    PIDS+=("$BASE_PID")
+    NAMES="$NAMES base"
+    PORTS="$PORTS $BASE_PORT"
+fi
 
 sleep 1
-for port in $ORIGIN_PORT $NGINX_PORT $HAPROXY_PORT $PAAS_PORT; do
+for port in $PORTS; do
     curl -sf -H "$HOST_HEADER" "http://127.0.0.1:$port/" >/dev/null || { echo "port $port does not answer"; exit 1; }
 done
 NGINX_WORKER=$(pgrep -P "$(cat "$WORK/nginx.pid")" | head -1)
@@ -183,11 +197,12 @@ run_wrk $ORIGIN_PORT 1 "" "$WORK/origin-c1.txt"
 ORIGIN_P50=$(pct 50% <"$WORK/origin-c1.txt")
 ORIGIN_P99=$(pct 99% <"$WORK/origin-c1.txt")
 
-for name in nginx haproxy paas; do
+for name in $NAMES; do
     case $name in
         nginx) port=$NGINX_PORT pid=$NGINX_WORKER ;;
         haproxy) port=$HAPROXY_PORT pid=$HAPROXY_PID ;;
         paas) port=$PAAS_PORT pid=$PAAS_PID ;;
+        base) port=$BASE_PORT pid=$BASE_PID ;;
     esac
     echo "$name: keep-alive c=$CONNS, Connection: close c=$CONNS, c=1, idle connections..."
     run_wrk "$port" "$CONNS" "" "$WORK/$name-ka.txt"
@@ -204,13 +219,13 @@ done
 echo
 printf "%-10s %14s %14s %10s %10s %12s %14s\n" proxy "keepalive r/s" "close r/s" "p50 us" "p99 us" "+p50/hop us" "KiB/idle conn"
 printf "%-10s %14s %14s %10s %10s %12s %14s\n" origin - - "$ORIGIN_P50" "$ORIGIN_P99" - -
-for name in nginx haproxy paas; do
+for name in $NAMES; do
     added=$(awk -v a="${P50[$name]}" -v b="$ORIGIN_P50" 'BEGIN { printf "%.1f", a-b }')
     printf "%-10s %14s %14s %10s %10s %12s %14s\n" "$name" "${KA[$name]}" "${CLOSE[$name]}" "${P50[$name]}" "${P99[$name]}" "$added" "${RSS[$name]}"
 done
 echo
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b+0 == 0) print "n/a"; else printf "%.2fx", a/b }'; }
-for peer in nginx haproxy; do
+for peer in nginx haproxy ${BASE_BIN:+base}; do
     echo "paas-proxy / $peer: keep-alive r/s $(ratio "${KA[paas]}" "${KA[$peer]}")," \
         "close r/s $(ratio "${CLOSE[paas]}" "${CLOSE[$peer]}")," \
         "p50 $(ratio "${P50[paas]}" "${P50[$peer]}"), p99 $(ratio "${P99[paas]}" "${P99[$peer]}")," \

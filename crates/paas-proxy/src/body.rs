@@ -11,6 +11,7 @@ use hyper::body::Incoming;
 use crate::access::AccessRecord;
 use crate::conn::ActiveGuard;
 use crate::table::InFlight;
+use crate::upstream::UpstreamConn;
 
 /// Boxed error of the proxy's bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -109,7 +110,21 @@ enum Kind {
     Upstream {
         inner: Incoming,
         guards: Option<Box<StreamGuards>>,
+        /// The connection the body comes on: driven while the body is read, then given back
+        /// to its endpoint's pool.
+        conn: Option<Box<UpstreamConn>>,
     },
+}
+
+/// Gives `conn` back to the pool of the endpoint of `guards` (unless that endpoint left the
+/// routes: then it is closed).
+fn release(conn: &mut Option<Box<UpstreamConn>>, guards: &Option<Box<StreamGuards>>) {
+    if let (Some(c), Some(g)) = (conn.take(), guards.as_ref()) {
+        let ep = &g._in_flight.endpoint;
+        if !ep.removed.load(std::sync::atomic::Ordering::SeqCst) {
+            ep.pool.put(c);
+        }
+    }
 }
 
 impl ProxyBody {
@@ -126,25 +141,31 @@ impl ProxyBody {
         }
     }
 
-    pub(crate) fn upstream(inner: Incoming, guards: StreamGuards) -> Self {
-        let mut guards = Box::new(guards);
+    pub(crate) fn upstream(
+        inner: Incoming,
+        guards: StreamGuards,
+        mut conn: Option<Box<UpstreamConn>>,
+    ) -> Self {
+        let mut guards = Some(Box::new(guards));
         if inner.is_end_stream() {
             // Nothing will be polled: release now.
-            if let Some(a) = guards.access.as_mut() {
+            if let Some(a) = guards.as_mut().and_then(|g| g.access.as_mut()) {
                 a.bytes = 0;
             }
-            drop(guards);
+            release(&mut conn, &guards);
             return ProxyBody {
                 kind: Kind::Upstream {
                     inner,
                     guards: None,
+                    conn: None,
                 },
             };
         }
         ProxyBody {
             kind: Kind::Upstream {
                 inner,
-                guards: Some(guards),
+                guards,
+                conn,
             },
         }
     }
@@ -160,28 +181,52 @@ impl Body for ProxyBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match &mut self.get_mut().kind {
             Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            Kind::Upstream { inner, guards } => match Pin::new(inner).poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => {
-                    if let (Some(g), Some(d)) = (guards.as_mut(), frame.data_ref()) {
-                        if let Some(a) = g.access.as_mut() {
-                            a.bytes += d.len() as u64;
+            Kind::Upstream {
+                inner,
+                guards,
+                conn,
+            } => {
+                if let Some(c) = conn.as_mut() {
+                    // The connection reads the body into `inner`.
+                    c.drive(cx);
+                }
+                match Pin::new(&mut *inner).poll_frame(cx) {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let (Some(g), Some(d)) = (guards.as_mut(), frame.data_ref()) {
+                            if let Some(a) = g.access.as_mut() {
+                                a.bytes += d.len() as u64;
+                            }
                         }
+                        if inner.is_end_stream() {
+                            // hyper does not poll a body past its announced end.
+                            if let Some(c) = conn.as_mut() {
+                                c.drive(cx);
+                            }
+                            release(conn, guards);
+                            *guards = None;
+                        }
+                        Poll::Ready(Some(Ok(frame)))
                     }
-                    Poll::Ready(Some(Ok(frame)))
-                }
-                Poll::Ready(Some(Err(e))) => {
-                    if let Some(a) = guards.as_mut().and_then(|g| g.access.as_mut()) {
-                        a.aborted = true;
+                    Poll::Ready(Some(Err(e))) => {
+                        if let Some(a) = guards.as_mut().and_then(|g| g.access.as_mut()) {
+                            a.aborted = true;
+                        }
+                        *conn = None;
+                        *guards = None;
+                        Poll::Ready(Some(Err(Box::new(e))))
                     }
-                    *guards = None;
-                    Poll::Ready(Some(Err(Box::new(e))))
+                    Poll::Ready(None) => {
+                        if let Some(c) = conn.as_mut() {
+                            // Lets the connection see the end of the exchange.
+                            c.drive(cx);
+                        }
+                        release(conn, guards);
+                        *guards = None;
+                        Poll::Ready(None)
+                    }
+                    Poll::Pending => Poll::Pending,
                 }
-                Poll::Ready(None) => {
-                    *guards = None;
-                    Poll::Ready(None)
-                }
-                Poll::Pending => Poll::Pending,
-            },
+            }
         }
     }
 

@@ -28,6 +28,7 @@ mod router;
 pub mod routes_file;
 pub mod settings;
 mod table;
+mod upstream;
 
 pub use body::{BoxError, ProxyBody};
 pub use router::ProxyRouter;

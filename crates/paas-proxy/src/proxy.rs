@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::uri::Scheme;
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
@@ -19,6 +18,7 @@ use crate::body::{BodyTooLarge, ProxyBody, RequestBody, StreamGuards};
 use crate::conn::{ActiveGuard, ConnState};
 use crate::router::Shared;
 use crate::table::{normalize_host, now_ms, AppEntry, Endpoint, InFlight};
+use crate::upstream::{self, SendError};
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -272,7 +272,7 @@ pub(crate) async fn handle(
     let body_empty = body.is_end_stream();
     let retryable =
         shared.settings.retry_idempotent && body_empty && !is_upgrade && idempotent(&parts.method);
-    let mut body = if body_empty {
+    let body = if body_empty {
         RequestBody::Empty
     } else {
         RequestBody::Stream {
@@ -281,11 +281,21 @@ pub(crate) async fn handle(
             seen: 0,
         }
     };
-    let path_and_query = parts.uri.path_and_query().cloned();
+    // Origin-form request target (an absolute-form one from the client loses its authority,
+    // which the forwarded headers carry).
+    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+        parts.uri = match parts.uri.path_and_query() {
+            Some(pq) => Uri::from(pq.clone()),
+            None => Uri::from_static("/"),
+        };
+    }
+    parts.version = Version::HTTP_11;
+    let mut up = Box::new(Request::from_parts(parts, body));
 
+    let settings = &shared.settings;
     let mut avoid: Option<Arc<Endpoint>> = None;
     let mut attempt = 0;
-    let (mut resp, endpoint, in_flight) = loop {
+    let (mut resp, conn, endpoint, in_flight) = loop {
         let Some((ep, in_flight)) = start_on_endpoint(shared, &host, &mut entry, avoid.as_ref())
         else {
             return Ok(finish(
@@ -297,99 +307,90 @@ pub(crate) async fn handle(
                 "no healthy endpoint",
             ));
         };
-        let mut uri = Uri::builder()
-            .scheme(Scheme::HTTP)
-            .authority(ep.authority.clone());
-        if let Some(pq) = &path_and_query {
-            uri = uri.path_and_query(pq.clone());
+        let sent = if is_upgrade {
+            upstream::send_upgrade(&ep, *up, settings.connect_timeout)
+                .await
+                .map(|r| (r, None))
         } else {
-            uri = uri.path_and_query("/");
-        }
-        let uri = match uri.build() {
-            Ok(u) => u,
-            Err(_) => {
-                return Ok(finish(
-                    &entry,
-                    access,
-                    started,
-                    StatusCode::BAD_REQUEST,
-                    BAD_HOST,
-                    "bad uri",
-                ))
-            }
+            upstream::send(
+                &ep,
+                *up,
+                settings.connect_timeout,
+                settings.pool_idle_timeout,
+            )
+            .await
+            .map(|(r, c)| (r, Some(c)))
         };
-        let mut up = Request::new(std::mem::replace(&mut body, RequestBody::Empty));
-        *up.method_mut() = parts.method.clone();
-        *up.uri_mut() = uri;
-        *up.version_mut() = Version::HTTP_11;
-        *up.headers_mut() = if retryable && attempt == 0 {
-            parts.headers.clone()
-        } else {
-            std::mem::take(&mut parts.headers)
-        };
-        match shared.client.request(up).await {
-            Ok(resp) => break (resp, ep, in_flight),
-            Err(e) => {
+        let e = match sent {
+            Ok((resp, conn)) => break (resp, conn, ep, in_flight),
+            Err(SendError::Connect(e, unsent)) => {
                 drop(in_flight);
                 entry
                     .metrics
                     .upstream_errors
                     .fetch_add(1, Ordering::Relaxed);
-                let connect = e.is_connect();
-                if connect {
-                    ep.eject(now_ms() + shared.settings.ejection_time.as_millis() as u64);
-                    tracing::warn!(app = %entry.route.app, endpoint = %ep.addr, error = %e, "endpoint refused a connection; ejected");
-                } else {
-                    tracing::warn!(app = %entry.route.app, endpoint = %ep.addr, error = %e, "request to endpoint failed");
-                }
-                if connect && retryable && attempt == 0 {
+                ep.eject(now_ms() + settings.ejection_time.as_millis() as u64);
+                tracing::warn!(app = %entry.route.app, endpoint = %ep.addr, error = %e, "endpoint refused a connection; ejected");
+                if retryable && attempt == 0 {
                     attempt += 1;
                     entry.metrics.retries.fetch_add(1, Ordering::Relaxed);
                     avoid = Some(ep);
+                    up = unsent;
                     continue;
-                }
-                let mut src: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-                let mut too_large = false;
-                while let Some(s) = src {
-                    if s.is::<BodyTooLarge>() {
-                        too_large = true;
-                        break;
-                    }
-                    src = s.source();
                 }
                 if let Some(a) = access.as_mut() {
                     a.endpoint = Some(ep.addr);
                 }
-                return Ok(if too_large {
-                    finish(
-                        &entry,
-                        access,
-                        started,
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        TOO_LARGE,
-                        "body too large",
-                    )
-                } else if connect {
-                    finish(
-                        &entry,
-                        access,
-                        started,
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        UNAVAILABLE,
-                        "connect failed",
-                    )
-                } else {
-                    finish(
-                        &entry,
-                        access,
-                        started,
-                        StatusCode::BAD_GATEWAY,
-                        BAD_GATEWAY,
-                        "upstream error",
-                    )
-                });
+                return Ok(finish(
+                    &entry,
+                    access,
+                    started,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    UNAVAILABLE,
+                    "connect failed",
+                ));
             }
+            Err(SendError::Failed(e)) => {
+                drop(in_flight);
+                entry
+                    .metrics
+                    .upstream_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(app = %entry.route.app, endpoint = %ep.addr, error = %e, "request to endpoint failed");
+                if let Some(a) = access.as_mut() {
+                    a.endpoint = Some(ep.addr);
+                }
+                e
+            }
+        };
+        let mut src: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        let mut too_large = false;
+        while let Some(s) = src {
+            if s.is::<BodyTooLarge>() {
+                too_large = true;
+                break;
+            }
+            src = s.source();
         }
+        return Ok(if too_large {
+            finish(
+                &entry,
+                access,
+                started,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                TOO_LARGE,
+                "body too large",
+            )
+        } else {
+            finish(
+                &entry,
+                access,
+                started,
+                StatusCode::BAD_GATEWAY,
+                BAD_GATEWAY,
+                "upstream error",
+            )
+        });
     };
 
     let status = resp.status();
@@ -437,7 +438,7 @@ pub(crate) async fn handle(
     };
     Ok(Response::from_parts(
         rparts,
-        ProxyBody::upstream(rbody, guards),
+        ProxyBody::upstream(rbody, guards, conn),
     ))
 }
 

@@ -17,15 +17,12 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use paas_core::{AppName, DrainReport, DrainRequest, Error, LogSink, Result, Route, Router};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 
 use crate::access::AccessLog;
-use crate::body::RequestBody;
 use crate::conn::{ClientStream, ConnState, Timeouts};
 use crate::metrics::{self, AppMetrics, EndpointSample, GlobalMetrics};
 use crate::proxy::ConnCtx;
@@ -48,9 +45,9 @@ pub(crate) struct Shared {
     registry: Mutex<HashMap<SocketAddr, Arc<Endpoint>>>,
     app_metrics: Mutex<HashMap<AppName, Arc<AppMetrics>>>,
     pub(crate) global: Arc<GlobalMetrics>,
-    pub(crate) client: Client<HttpConnector, RequestBody>,
     pub(crate) access: ArcSwap<AccessLog>,
     health_started: AtomicBool,
+    sweeper_started: AtomicBool,
 }
 
 impl std::fmt::Debug for Shared {
@@ -94,17 +91,6 @@ impl ProxyRouter {
         settings
             .validate()
             .map_err(|e| e.with_backend(BACKEND).with_operation("new"))?;
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(settings.connect_timeout));
-        connector.enforce_http(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(settings.pool_idle_timeout)
-            .pool_max_idle_per_host(settings.pool_max_idle_per_endpoint)
-            .retry_canceled_requests(true)
-            .set_host(false)
-            .build(connector);
         Ok(ProxyRouter {
             shared: Arc::new(Shared {
                 settings,
@@ -113,9 +99,9 @@ impl ProxyRouter {
                 registry: Mutex::new(HashMap::new()),
                 app_metrics: Mutex::new(HashMap::new()),
                 global: Arc::new(GlobalMetrics::default()),
-                client,
                 access: ArcSwap::from_pointee(AccessLog::default()),
                 health_started: AtomicBool::new(false),
+                sweeper_started: AtomicBool::new(false),
             }),
         })
     }
@@ -232,7 +218,12 @@ impl ProxyRouter {
                 }
                 let ep = registry
                     .entry(*addr)
-                    .or_insert_with(|| Arc::new(Endpoint::new(*addr)))
+                    .or_insert_with(|| {
+                        Arc::new(Endpoint::new(
+                            *addr,
+                            shared.settings.pool_max_idle_per_endpoint,
+                        ))
+                    })
                     .clone();
                 ep.closing.store(false, Ordering::SeqCst);
                 ep.removed.store(false, Ordering::SeqCst);
@@ -267,6 +258,8 @@ impl ProxyRouter {
                 continue;
             }
             ep.removed.store(true, Ordering::SeqCst);
+            // Its idle connections are of no more use (responses in flight close theirs).
+            ep.pool.clear();
             let gen = ep.removal_gen.fetch_add(1, Ordering::SeqCst) + 1;
             tracing::debug!(endpoint = %addr, "endpoint removed from routes; draining");
             if let Ok(handle) = tokio::runtime::Handle::try_current() {
@@ -290,6 +283,9 @@ impl ProxyRouter {
 
     fn start_background(&self) {
         self.shared.access.load().start();
+        if !self.shared.sweeper_started.swap(true, Ordering::SeqCst) {
+            tokio::spawn(sweep_pools(Arc::downgrade(&self.shared)));
+        }
         if let Some(hc) = self.shared.settings.health_check.clone() {
             if !self.shared.health_started.swap(true, Ordering::SeqCst) {
                 tokio::spawn(crate::health::run(Arc::downgrade(&self.shared), hc));
@@ -424,6 +420,28 @@ impl ProxyRouter {
         r.headers_mut()
             .insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ctype));
         r
+    }
+}
+
+/// Closes idle upstream connections older than the pool idle timeout (or closed by their
+/// endpoint) until the router is dropped.
+async fn sweep_pools(shared: std::sync::Weak<Shared>) {
+    let period = match shared.upgrade() {
+        Some(s) => (s.settings.pool_idle_timeout / 2)
+            .clamp(Duration::from_millis(50), Duration::from_secs(15)),
+        None => return,
+    };
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let endpoints: Vec<Arc<Endpoint>> = lock(&shared.registry).values().cloned().collect();
+        for ep in endpoints {
+            ep.pool.sweep(shared.settings.pool_idle_timeout);
+        }
     }
 }
 

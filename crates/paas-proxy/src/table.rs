@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use http::uri::Authority;
 use paas_core::{AppName, Route};
 use tokio::sync::Notify;
 
@@ -25,7 +24,6 @@ pub(crate) fn now_ms() -> u64 {
 #[derive(Debug)]
 pub(crate) struct Endpoint {
     pub(crate) addr: SocketAddr,
-    pub(crate) authority: Authority,
     /// Requests (until their response body ends) and upgraded connections in flight.
     pub(crate) in_flight: AtomicUsize,
     /// Set when no route lists the endpoint any more: no new request may start on it.
@@ -43,15 +41,14 @@ pub(crate) struct Endpoint {
     /// Set (and `close_tunnels` notified) when upgraded connections must end.
     pub(crate) closing: AtomicBool,
     pub(crate) close_tunnels: Notify,
+    /// Idle keep-alive connections to this endpoint.
+    pub(crate) pool: crate::upstream::Pool,
 }
 
 impl Endpoint {
-    pub(crate) fn new(addr: SocketAddr) -> Self {
-        let authority = Authority::try_from(addr.to_string().as_str())
-            .unwrap_or_else(|_| Authority::from_static("127.0.0.1"));
+    pub(crate) fn new(addr: SocketAddr, max_idle: usize) -> Self {
         Endpoint {
             addr,
-            authority,
             in_flight: AtomicUsize::new(0),
             removed: AtomicBool::new(false),
             removal_gen: AtomicU64::new(0),
@@ -62,6 +59,7 @@ impl Endpoint {
             idle: Notify::new(),
             closing: AtomicBool::new(false),
             close_tunnels: Notify::new(),
+            pool: crate::upstream::Pool::new(max_idle),
         }
     }
 
