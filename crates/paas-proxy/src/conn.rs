@@ -349,6 +349,10 @@ pub(crate) struct ClientStream {
     head_started: Option<Instant>,
     last_read: Instant,
     sleep: Option<Pin<Box<Sleep>>>,
+    /// The last read found no data (the reader waits for the client).
+    read_pending: bool,
+    /// The last write could not complete (the client is not reading).
+    write_blocked: bool,
 }
 
 impl ClientStream {
@@ -371,6 +375,8 @@ impl ClientStream {
             head_started: None,
             last_read: now,
             sleep: None,
+            read_pending: false,
+            write_blocked: false,
         }
     }
 
@@ -406,6 +412,121 @@ impl ClientStream {
     }
 }
 
+impl ClientStream {
+    /// Arms the timer for the current deadline; `Ready` with the error to end the connection
+    /// with once it has passed.
+    fn poll_timeout(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        let now = Instant::now();
+        let Some((deadline, is_header)) = self.deadline(now) else {
+            return Poll::Pending;
+        };
+        if now >= deadline {
+            let (counter, what) = if is_header {
+                (&self.global.header_timeouts, "header read timeout")
+            } else {
+                (&self.global.idle_timeouts, "idle timeout")
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(what, "closing client connection");
+            return Poll::Ready(io::Error::new(io::ErrorKind::TimedOut, what));
+        }
+        let deadline = tokio::time::Instant::from_std(deadline);
+        let sleep = match &mut self.sleep {
+            Some(s) => {
+                // A timer that fires early is harmless (the deadline is recomputed);
+                // only move it when it would fire too late.
+                if s.deadline() > deadline || s.is_elapsed() {
+                    s.as_mut().reset(deadline);
+                }
+                s
+            }
+            None => self
+                .sleep
+                .insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        if sleep.as_mut().poll(cx).is_ready() {
+            // Fired before the (moved) deadline: arm for the real one and wait.
+            sleep.as_mut().reset(deadline);
+            let _ = sleep.as_mut().poll(cx);
+        }
+        Poll::Pending
+    }
+
+    /// Waits, without any HTTP state, until the client sends something (`Ok`) or a timeout
+    /// passes (`Err`).
+    pub(crate) fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.inner.poll_read_ready(cx) {
+            Poll::Ready(r) => Poll::Ready(r),
+            Poll::Pending => self.poll_timeout(cx).map(Err),
+        }
+    }
+
+    /// Whether the HTTP/1 connection serving this stream holds nothing worth keeping: every
+    /// request read was handed to the handler and answered, the answer is written, no partial
+    /// request was read, and it waits for the client. It can then be dropped and a new one
+    /// started when the client sends again (an idle keep-alive connection then costs no
+    /// buffers).
+    pub(crate) fn parkable(&self) -> bool {
+        self.read_pending
+            && !self.write_blocked
+            && self.tracker.phase == Phase::Start
+            && !self.state.upgraded.load(Ordering::Relaxed)
+            && self.state.active.load(Ordering::Acquire) == 0
+            && self.state.requests.load(Ordering::Relaxed) == self.tracker.heads
+    }
+}
+
+/// A [`ClientStream`] shared between the connection's task and the HTTP/1 connection serving
+/// it at the moment (which is dropped when idle, see [`ClientStream::parkable`]).
+#[derive(Debug, Clone)]
+pub(crate) struct SharedStream(pub(crate) Arc<std::sync::Mutex<ClientStream>>);
+
+impl SharedStream {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, ClientStream> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl AsyncRead for SharedStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.lock()).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for SharedStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.lock()).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.lock()).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.lock().is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.lock()).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.lock()).poll_shutdown(cx)
+    }
+}
+
 impl AsyncRead for ClientStream {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -416,6 +537,7 @@ impl AsyncRead for ClientStream {
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
+                this.read_pending = false;
                 let new = &buf.filled()[before..];
                 if !new.is_empty() && !this.state.upgraded.load(Ordering::Relaxed) {
                     let now = Instant::now();
@@ -434,40 +556,8 @@ impl AsyncRead for ClientStream {
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
-                let now = Instant::now();
-                let Some((deadline, is_header)) = this.deadline(now) else {
-                    return Poll::Pending;
-                };
-                if now >= deadline {
-                    let (counter, what) = if is_header {
-                        (&this.global.header_timeouts, "header read timeout")
-                    } else {
-                        (&this.global.idle_timeouts, "idle timeout")
-                    };
-                    counter.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(what, "closing client connection");
-                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, what)));
-                }
-                let deadline = tokio::time::Instant::from_std(deadline);
-                let sleep = match &mut this.sleep {
-                    Some(s) => {
-                        // A timer that fires early is harmless (the deadline is recomputed);
-                        // only move it when it would fire too late.
-                        if s.deadline() > deadline || s.is_elapsed() {
-                            s.as_mut().reset(deadline);
-                        }
-                        s
-                    }
-                    None => this
-                        .sleep
-                        .insert(Box::pin(tokio::time::sleep_until(deadline))),
-                };
-                if sleep.as_mut().poll(cx).is_ready() {
-                    // Fired before the (moved) deadline: arm for the real one and wait.
-                    sleep.as_mut().reset(deadline);
-                    let _ = sleep.as_mut().poll(cx);
-                }
-                Poll::Pending
+                this.read_pending = true;
+                this.poll_timeout(cx).map(Err)
             }
         }
     }
@@ -479,7 +569,10 @@ impl AsyncWrite for ClientStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.write_blocked = r.is_pending();
+        r
     }
 
     fn poll_write_vectored(
@@ -487,7 +580,10 @@ impl AsyncWrite for ClientStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.write_blocked = r.is_pending();
+        r
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -7,6 +7,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -23,7 +24,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 
 use crate::access::AccessLog;
-use crate::conn::{ClientStream, ConnState, Timeouts};
+use crate::conn::{ClientStream, ConnState, SharedStream, Timeouts};
 use crate::metrics::{self, AppMetrics, EndpointSample, GlobalMetrics};
 use crate::proxy::ConnCtx;
 use crate::settings::{Balance, ProxySettings};
@@ -458,7 +459,7 @@ async fn serve_connection(
     global.connections_open.fetch_add(1, Ordering::Relaxed);
     let state = Arc::new(ConnState::new());
     let settings = &shared.settings;
-    let io = TokioIo::new(ClientStream::new(
+    let stream = SharedStream(Arc::new(Mutex::new(ClientStream::new(
         stream,
         state.clone(),
         global.clone(),
@@ -467,7 +468,7 @@ async fn serve_connection(
             idle: settings.idle_timeout,
         },
         settings.max_header_bytes,
-    ));
+    ))));
     let mut builder = http1::Builder::new();
     builder
         .keep_alive(true)
@@ -485,17 +486,40 @@ async fn serve_connection(
     // the life of the connection, so an inline future would cost its full size per idle
     // keep-alive connection.
     let svc = service_fn(move |req| Box::pin(crate::proxy::handle(ctx.clone(), req)));
-    let conn = builder.serve_connection(io, svc).with_upgrades();
-    tokio::pin!(conn);
-    tokio::select! {
-        r = conn.as_mut() => {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, %peer, "client connection ended with an error");
-            }
+    // Between requests the connection holds no HTTP state: the hyper connection (its buffers,
+    // some 10 KiB) is dropped once it is idle (see `ClientStream::parkable`) and a new one is
+    // started when the client sends again.
+    loop {
+        let idle = std::future::poll_fn(|cx| stream.lock().poll_idle(cx));
+        tokio::select! {
+            r = idle => if r.is_err() { break; },
+            _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
         }
-        _ = async { let _ = stop.wait_for(|s| *s).await; } => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
+        // Boxed, so that the task holds no room for it while idle.
+        let mut conn = Box::pin(
+            builder
+                .serve_connection(TokioIo::new(stream.clone()), svc.clone())
+                .with_upgrades(),
+        );
+        let parked = tokio::select! {
+            parked = std::future::poll_fn(|cx| match conn.as_mut().poll(cx) {
+                Poll::Ready(r) => {
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, %peer, "client connection ended with an error");
+                    }
+                    Poll::Ready(false)
+                }
+                Poll::Pending if stream.lock().parkable() => Poll::Ready(true),
+                Poll::Pending => Poll::Pending,
+            }) => parked,
+            _ = async { let _ = stop.wait_for(|s| *s).await; } => {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+                false
+            }
+        };
+        if !parked {
+            break;
         }
     }
     global.connections_open.fetch_sub(1, Ordering::Relaxed);
