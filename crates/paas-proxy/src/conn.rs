@@ -330,6 +330,11 @@ impl Tracker {
     }
 }
 
+/// A keep-alive connection idle for this long drops its HTTP state (see
+/// [`ClientStream::parkable`]). Not at once: a busy connection would then pay for a new HTTP/1
+/// connection state at every request.
+const PARK_AFTER: Duration = Duration::from_millis(5);
+
 /// Timeouts enforced on a client connection.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timeouts {
@@ -353,6 +358,8 @@ pub(crate) struct ClientStream {
     read_pending: bool,
     /// The last write could not complete (the client is not reading).
     write_blocked: bool,
+    /// The connection has been idle for `PARK_AFTER` (set by the read that found nothing).
+    park_due: bool,
 }
 
 impl ClientStream {
@@ -377,11 +384,30 @@ impl ClientStream {
             sleep: None,
             read_pending: false,
             write_blocked: false,
+            park_due: false,
         }
     }
 
     /// When the connection must be cut if nothing happens, and whether that is a header
     /// timeout.
+    /// When the connection became idle (between requests, nothing in flight): the later of
+    /// the last read and the end of the last response. `None` when not idle.
+    fn idle_since(&self, now: Instant) -> Option<Instant> {
+        if self.tracker.phase != Phase::Start
+            || self.tracker.heads == 0
+            || self.state.upgraded.load(Ordering::Relaxed)
+            || self.state.active.load(Ordering::Acquire) > 0
+        {
+            return None;
+        }
+        let done = self.state.last_done_ms.load(Ordering::Relaxed);
+        let since_done = Duration::from_millis(crate::table::now_ms().saturating_sub(done));
+        Some(
+            self.last_read
+                .max(now.checked_sub(since_done).unwrap_or(now)),
+        )
+    }
+
     fn deadline(&self, now: Instant) -> Option<(Instant, bool)> {
         if self.state.upgraded.load(Ordering::Relaxed) {
             return None;
@@ -395,18 +421,11 @@ impl ClientStream {
             Phase::Start if self.tracker.heads == 0 => {
                 Some((self.accepted + self.timeouts.header, true))
             }
-            Phase::Start => {
-                if self.state.active.load(Ordering::Acquire) > 0 {
-                    // A response is still going out: check again later.
-                    return Some((now + self.timeouts.idle, false));
-                }
-                let done = self.state.last_done_ms.load(Ordering::Relaxed);
-                let since_done = Duration::from_millis(crate::table::now_ms().saturating_sub(done));
-                let last = self
-                    .last_read
-                    .max(now.checked_sub(since_done).unwrap_or(now));
-                Some((last + self.timeouts.idle, false))
-            }
+            Phase::Start => match self.idle_since(now) {
+                Some(last) => Some((last + self.timeouts.idle, false)),
+                // A response is still going out: check again later.
+                None => Some((now + self.timeouts.idle, false)),
+            },
             _ => Some((self.last_read + self.timeouts.idle, false)),
         }
     }
@@ -417,19 +436,32 @@ impl ClientStream {
     /// with once it has passed.
     fn poll_timeout(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
         let now = Instant::now();
-        let Some((deadline, is_header)) = self.deadline(now) else {
+        let close = self.deadline(now);
+        if let Some((deadline, is_header)) = close {
+            if now >= deadline {
+                let (counter, what) = if is_header {
+                    (&self.global.header_timeouts, "header read timeout")
+                } else {
+                    (&self.global.idle_timeouts, "idle timeout")
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(what, "closing client connection");
+                return Poll::Ready(io::Error::new(io::ErrorKind::TimedOut, what));
+            }
+        }
+        let mut wake = close.map(|(d, _)| d);
+        self.park_due = false;
+        if let Some(since) = self.idle_since(now) {
+            let park_at = since + PARK_AFTER;
+            if now >= park_at {
+                self.park_due = true;
+            } else {
+                wake = Some(wake.map_or(park_at, |w| w.min(park_at)));
+            }
+        }
+        let Some(deadline) = wake else {
             return Poll::Pending;
         };
-        if now >= deadline {
-            let (counter, what) = if is_header {
-                (&self.global.header_timeouts, "header read timeout")
-            } else {
-                (&self.global.idle_timeouts, "idle timeout")
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(what, "closing client connection");
-            return Poll::Ready(io::Error::new(io::ErrorKind::TimedOut, what));
-        }
         let deadline = tokio::time::Instant::from_std(deadline);
         let sleep = match &mut self.sleep {
             Some(s) => {
@@ -461,13 +493,15 @@ impl ClientStream {
         }
     }
 
-    /// Whether the HTTP/1 connection serving this stream holds nothing worth keeping: every
+    /// Whether the HTTP/1 connection serving this stream holds nothing worth keeping (and has
+    /// been idle for `PARK_AFTER`): every
     /// request read was handed to the handler and answered, the answer is written, no partial
     /// request was read, and it waits for the client. It can then be dropped and a new one
     /// started when the client sends again (an idle keep-alive connection then costs no
     /// buffers).
     pub(crate) fn parkable(&self) -> bool {
-        self.read_pending
+        self.park_due
+            && self.read_pending
             && !self.write_blocked
             && self.tracker.phase == Phase::Start
             && !self.state.upgraded.load(Ordering::Relaxed)
