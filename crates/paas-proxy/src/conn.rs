@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
-use crate::metrics::GlobalMetrics;
+use crate::proxy::ConnCtx;
 
 /// State shared by a connection's stream wrapper and its request handler.
 #[derive(Debug)]
@@ -53,11 +53,11 @@ impl ConnState {
 
 /// Marks a response finished when dropped.
 #[derive(Debug)]
-pub(crate) struct ActiveGuard(pub(crate) Arc<ConnState>);
+pub(crate) struct ActiveGuard(pub(crate) Arc<ConnCtx>);
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
-        self.0.response_done();
+        self.0.state.response_done();
     }
 }
 
@@ -347,8 +347,8 @@ pub(crate) struct Timeouts {
 pub(crate) struct ClientStream {
     inner: TcpStream,
     tracker: Tracker,
-    state: Arc<ConnState>,
-    global: Arc<GlobalMetrics>,
+    /// The connection's context (shared with its request handler).
+    ctx: Arc<ConnCtx>,
     timeouts: Timeouts,
     accepted: Instant,
     head_started: Option<Instant>,
@@ -365,8 +365,7 @@ pub(crate) struct ClientStream {
 impl ClientStream {
     pub(crate) fn new(
         inner: TcpStream,
-        state: Arc<ConnState>,
-        global: Arc<GlobalMetrics>,
+        ctx: Arc<ConnCtx>,
         timeouts: Timeouts,
         max_head: usize,
     ) -> Self {
@@ -375,8 +374,7 @@ impl ClientStream {
             inner,
             // Heads larger than hyper's limit get 431 from hyper; stop following a bit later.
             tracker: Tracker::new(max_head + 1024),
-            state,
-            global,
+            ctx,
             timeouts,
             accepted: now,
             head_started: None,
@@ -395,12 +393,12 @@ impl ClientStream {
     fn idle_since(&self, now: Instant) -> Option<Instant> {
         if self.tracker.phase != Phase::Start
             || self.tracker.heads == 0
-            || self.state.upgraded.load(Ordering::Relaxed)
-            || self.state.active.load(Ordering::Acquire) > 0
+            || self.ctx.state.upgraded.load(Ordering::Relaxed)
+            || self.ctx.state.active.load(Ordering::Acquire) > 0
         {
             return None;
         }
-        let done = self.state.last_done_ms.load(Ordering::Relaxed);
+        let done = self.ctx.state.last_done_ms.load(Ordering::Relaxed);
         let since_done = Duration::from_millis(crate::table::now_ms().saturating_sub(done));
         Some(
             self.last_read
@@ -409,7 +407,7 @@ impl ClientStream {
     }
 
     fn deadline(&self, now: Instant) -> Option<(Instant, bool)> {
-        if self.state.upgraded.load(Ordering::Relaxed) {
+        if self.ctx.state.upgraded.load(Ordering::Relaxed) {
             return None;
         }
         match self.tracker.phase {
@@ -440,9 +438,12 @@ impl ClientStream {
         if let Some((deadline, is_header)) = close {
             if now >= deadline {
                 let (counter, what) = if is_header {
-                    (&self.global.header_timeouts, "header read timeout")
+                    (
+                        &self.ctx.shared.global.header_timeouts,
+                        "header read timeout",
+                    )
                 } else {
-                    (&self.global.idle_timeouts, "idle timeout")
+                    (&self.ctx.shared.global.idle_timeouts, "idle timeout")
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(what, "closing client connection");
@@ -493,6 +494,13 @@ impl ClientStream {
         }
     }
 
+    /// The HTTP/1 connection was dropped: release what only it needed.
+    pub(crate) fn parked(&mut self) {
+        self.tracker.line = Vec::new();
+        self.read_pending = false;
+        self.park_due = false;
+    }
+
     /// Whether the HTTP/1 connection serving this stream holds nothing worth keeping (and has
     /// been idle for `PARK_AFTER`): every
     /// request read was handed to the handler and answered, the answer is written, no partial
@@ -504,9 +512,9 @@ impl ClientStream {
             && self.read_pending
             && !self.write_blocked
             && self.tracker.phase == Phase::Start
-            && !self.state.upgraded.load(Ordering::Relaxed)
-            && self.state.active.load(Ordering::Acquire) == 0
-            && self.state.requests.load(Ordering::Relaxed) == self.tracker.heads
+            && !self.ctx.state.upgraded.load(Ordering::Relaxed)
+            && self.ctx.state.active.load(Ordering::Acquire) == 0
+            && self.ctx.state.requests.load(Ordering::Relaxed) == self.tracker.heads
     }
 }
 
@@ -573,13 +581,13 @@ impl AsyncRead for ClientStream {
             Poll::Ready(Ok(())) => {
                 this.read_pending = false;
                 let new = &buf.filled()[before..];
-                if !new.is_empty() && !this.state.upgraded.load(Ordering::Relaxed) {
+                if !new.is_empty() && !this.ctx.state.upgraded.load(Ordering::Relaxed) {
                     let now = Instant::now();
                     this.last_read = now;
                     if !this.tracker.in_head() {
                         this.head_started = Some(now);
                     }
-                    let state = &this.state;
+                    let state = &this.ctx.state;
                     this.tracker.feed(new, |done| {
                         if done.ambiguous {
                             state.first_bad.fetch_min(done.index, Ordering::SeqCst);

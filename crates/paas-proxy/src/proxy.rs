@@ -33,7 +33,7 @@ static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection"
 #[derive(Debug)]
 pub(crate) struct ConnCtx {
     pub(crate) shared: Arc<Shared>,
-    pub(crate) state: Arc<ConnState>,
+    pub(crate) state: ConnState,
     pub(crate) peer: SocketAddr,
     /// `X-Forwarded-For` value (the peer's IP), computed once per connection.
     pub(crate) xff: HeaderValue,
@@ -173,7 +173,7 @@ pub(crate) async fn handle(
     let started = Instant::now();
     let index = ctx.state.requests.fetch_add(1, Ordering::Relaxed);
     ctx.state.active.fetch_add(1, Ordering::Release);
-    let active = ActiveGuard(ctx.state.clone());
+    let active = ActiveGuard(ctx.clone());
 
     if index >= ctx.state.first_bad.load(Ordering::SeqCst) {
         shared

@@ -303,6 +303,7 @@ impl ProxyRouter {
         shutdown: impl Future<Output = ()>,
     ) -> io::Result<()> {
         self.start_background();
+        let port = HeaderValue::from(listener.local_addr().map(|a| a.port()).unwrap_or(0));
         let (stop_tx, stop_rx) = watch::channel(false);
         let open = Arc::new((AtomicUsize::new(0), Notify::new()));
         tokio::pin!(shutdown);
@@ -314,13 +315,11 @@ impl ProxyRouter {
                         let shared = self.shared.clone();
                         let stop = stop_rx.clone();
                         let open = open.clone();
+                        // An accepted connection's local port is the listener's
+                        // (`X-Forwarded-Port`): one value shared by all, no getsockname.
+                        let port = port.clone();
                         open.0.fetch_add(1, Ordering::SeqCst);
-                        tokio::spawn(async move {
-                            serve_connection(shared, stream, peer, stop).await;
-                            if open.0.fetch_sub(1, Ordering::SeqCst) == 1 {
-                                open.1.notify_waiters();
-                            }
-                        });
+                        spawn_connection(shared, stream, peer, port, stop, open);
                     }
                     Err(e) => {
                         // Out of file descriptors and the like: back off instead of spinning.
@@ -446,46 +445,58 @@ async fn sweep_pools(shared: std::sync::Weak<Shared>) {
     }
 }
 
-async fn serve_connection(
+/// Sets up an accepted connection and spawns its task.
+fn spawn_connection(
     shared: Arc<Shared>,
     stream: TcpStream,
     peer: SocketAddr,
-    mut stop: watch::Receiver<bool>,
+    port: HeaderValue,
+    stop: watch::Receiver<bool>,
+    open: Arc<(AtomicUsize, Notify)>,
 ) {
     let _ = stream.set_nodelay(true);
-    let port = stream.local_addr().map(|a| a.port()).unwrap_or(0);
-    let global = shared.global.clone();
+    let global = &shared.global;
     global.connections_total.fetch_add(1, Ordering::Relaxed);
     global.connections_open.fetch_add(1, Ordering::Relaxed);
-    let state = Arc::new(ConnState::new());
-    let settings = &shared.settings;
-    let stream = SharedStream(Arc::new(Mutex::new(ClientStream::new(
-        stream,
-        state.clone(),
-        global.clone(),
-        Timeouts {
-            header: settings.header_read_timeout,
-            idle: settings.idle_timeout,
-        },
-        settings.max_header_bytes,
-    ))));
-    let mut builder = http1::Builder::new();
-    builder
-        .keep_alive(true)
-        .header_read_timeout(None)
-        .max_header_size(settings.max_header_bytes);
+    let timeouts = Timeouts {
+        header: shared.settings.header_read_timeout,
+        idle: shared.settings.idle_timeout,
+    };
+    let max_header_bytes = shared.settings.max_header_bytes;
     let ctx = Arc::new(ConnCtx {
         xff: HeaderValue::from_str(&peer.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
-        port: HeaderValue::from(port),
+        port,
         shared,
-        state,
+        state: ConnState::new(),
         peer,
     });
+    let stream = SharedStream(Arc::new(Mutex::new(ClientStream::new(
+        stream,
+        ctx.clone(),
+        timeouts,
+        max_header_bytes,
+    ))));
+    // What the task holds is what an idle connection costs: set up here, the task future keeps
+    // only handles.
+    tokio::spawn(async move {
+        serve_connection(ctx, stream, stop).await;
+        if open.0.fetch_sub(1, Ordering::SeqCst) == 1 {
+            open.1.notify_waiters();
+        }
+    });
+}
+
+async fn serve_connection(
+    ctx: Arc<ConnCtx>,
+    stream: SharedStream,
+    mut stop: watch::Receiver<bool>,
+) {
     // The request future is boxed: hyper keeps the slot of the service future allocated for
     // the life of the connection, so an inline future would cost its full size per idle
     // keep-alive connection.
-    let svc = service_fn(move |req| Box::pin(crate::proxy::handle(ctx.clone(), req)));
+    let handler = ctx.clone();
+    let svc = service_fn(move |req| Box::pin(crate::proxy::handle(handler.clone(), req)));
     // Between requests the connection holds no HTTP state: the hyper connection (its buffers,
     // some 10 KiB) is dropped once it is idle (see `ClientStream::parkable`) and a new one is
     // started when the client sends again.
@@ -495,9 +506,12 @@ async fn serve_connection(
             r = idle => if r.is_err() { break; },
             _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
         }
-        // Boxed, so that the task holds no room for it while idle.
+        // Built here: the task holds no room for the builder or the connection while idle.
         let mut conn = Box::pin(
-            builder
+            http1::Builder::new()
+                .keep_alive(true)
+                .header_read_timeout(None)
+                .max_header_size(ctx.shared.settings.max_header_bytes)
                 .serve_connection(TokioIo::new(stream.clone()), svc.clone())
                 .with_upgrades(),
         );
@@ -505,7 +519,7 @@ async fn serve_connection(
             parked = std::future::poll_fn(|cx| match conn.as_mut().poll(cx) {
                 Poll::Ready(r) => {
                     if let Err(e) = r {
-                        tracing::debug!(error = %e, %peer, "client connection ended with an error");
+                        tracing::debug!(error = %e, peer = %ctx.peer, "client connection ended with an error");
                     }
                     Poll::Ready(false)
                 }
@@ -521,8 +535,12 @@ async fn serve_connection(
         if !parked {
             break;
         }
+        stream.lock().parked();
     }
-    global.connections_open.fetch_sub(1, Ordering::Relaxed);
+    ctx.shared
+        .global
+        .connections_open
+        .fetch_sub(1, Ordering::Relaxed);
 }
 
 #[async_trait]
