@@ -453,7 +453,14 @@ impl ClientStream {
         let mut wake = close.map(|(d, _)| d);
         self.park_due = false;
         if let Some(since) = self.idle_since(now) {
-            let park_at = since + PARK_AFTER;
+            // A connection that served one request is parked at once (clients that open a
+            // connection, send one request and keep it idle are common); one in use again
+            // keeps its state for `PARK_AFTER` between requests.
+            let park_at = if self.tracker.heads <= 1 {
+                since
+            } else {
+                since + PARK_AFTER
+            };
             if now >= park_at {
                 self.park_due = true;
             } else {
