@@ -21,7 +21,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use paas_core::{AppName, DrainReport, DrainRequest, Error, LogSink, Result, Route, Router};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 
 use crate::access::AccessLog;
 use crate::conn::{ClientStream, ConnState, SharedStream, Timeouts};
@@ -304,7 +304,7 @@ impl ProxyRouter {
     ) -> io::Result<()> {
         self.start_background();
         let port = HeaderValue::from(listener.local_addr().map(|a| a.port()).unwrap_or(0));
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let stop = Arc::new(Stop::default());
         let open = Arc::new((AtomicUsize::new(0), Notify::new()));
         tokio::pin!(shutdown);
         loop {
@@ -313,7 +313,7 @@ impl ProxyRouter {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let shared = self.shared.clone();
-                        let stop = stop_rx.clone();
+                        let stop = stop.clone();
                         let open = open.clone();
                         // An accepted connection's local port is the listener's
                         // (`X-Forwarded-Port`): one value shared by all, no getsockname.
@@ -330,7 +330,7 @@ impl ProxyRouter {
             }
         }
         drop(listener);
-        let _ = stop_tx.send(true);
+        stop.set();
         let deadline = Instant::now() + self.shared.settings.drain_timeout;
         loop {
             let notified = open.1.notified();
@@ -445,13 +445,37 @@ async fn sweep_pools(shared: std::sync::Weak<Shared>) {
     }
 }
 
+/// The signal telling a listener's connections to finish (a small future to wait on: every
+/// idle connection's task holds one).
+#[derive(Debug, Default)]
+struct Stop {
+    set: AtomicBool,
+    notify: Notify,
+}
+
+impl Stop {
+    fn set(&self) {
+        self.set.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    async fn wait(&self) {
+        let notified = self.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if !self.set.load(Ordering::SeqCst) {
+            notified.await;
+        }
+    }
+}
+
 /// Sets up an accepted connection and spawns its task.
 fn spawn_connection(
     shared: Arc<Shared>,
     stream: TcpStream,
     peer: SocketAddr,
     port: HeaderValue,
-    stop: watch::Receiver<bool>,
+    stop: Arc<Stop>,
     open: Arc<(AtomicUsize, Notify)>,
 ) {
     let _ = stream.set_nodelay(true);
@@ -487,11 +511,7 @@ fn spawn_connection(
     });
 }
 
-async fn serve_connection(
-    ctx: Arc<ConnCtx>,
-    stream: SharedStream,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn serve_connection(ctx: Arc<ConnCtx>, stream: SharedStream, stop: Arc<Stop>) {
     // The request future is boxed: hyper keeps the slot of the service future allocated for
     // the life of the connection, so an inline future would cost its full size per idle
     // keep-alive connection.
@@ -504,7 +524,7 @@ async fn serve_connection(
         let idle = std::future::poll_fn(|cx| stream.lock().poll_idle(cx));
         tokio::select! {
             r = idle => if r.is_err() { break; },
-            _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
+            _ = stop.wait() => break,
         }
         // Built here: the task holds no room for the builder or the connection while idle.
         let mut conn = Box::pin(
@@ -526,7 +546,7 @@ async fn serve_connection(
                 Poll::Pending if stream.lock().parkable() => Poll::Ready(true),
                 Poll::Pending => Poll::Pending,
             }) => parked,
-            _ = async { let _ = stop.wait_for(|s| *s).await; } => {
+            _ = stop.wait() => {
                 conn.as_mut().graceful_shutdown();
                 let _ = conn.await;
                 false
