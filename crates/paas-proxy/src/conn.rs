@@ -335,13 +335,6 @@ impl Tracker {
 /// connection state at every request.
 const PARK_AFTER: Duration = Duration::from_millis(5);
 
-/// Timeouts enforced on a client connection.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Timeouts {
-    pub(crate) header: Duration,
-    pub(crate) idle: Duration,
-}
-
 /// The client TCP stream, wrapped.
 #[derive(Debug)]
 pub(crate) struct ClientStream {
@@ -349,7 +342,6 @@ pub(crate) struct ClientStream {
     tracker: Tracker,
     /// The connection's context (shared with its request handler).
     ctx: Arc<ConnCtx>,
-    timeouts: Timeouts,
     accepted: Instant,
     head_started: Option<Instant>,
     last_read: Instant,
@@ -363,19 +355,13 @@ pub(crate) struct ClientStream {
 }
 
 impl ClientStream {
-    pub(crate) fn new(
-        inner: TcpStream,
-        ctx: Arc<ConnCtx>,
-        timeouts: Timeouts,
-        max_head: usize,
-    ) -> Self {
+    pub(crate) fn new(inner: TcpStream, ctx: Arc<ConnCtx>, max_head: usize) -> Self {
         let now = Instant::now();
         ClientStream {
             inner,
             // Heads larger than hyper's limit get 431 from hyper; stop following a bit later.
             tracker: Tracker::new(max_head + 1024),
             ctx,
-            timeouts,
             accepted: now,
             head_started: None,
             last_read: now,
@@ -413,18 +399,23 @@ impl ClientStream {
         match self.tracker.phase {
             Phase::Off => None,
             Phase::Head => Some((
-                self.head_started.unwrap_or(self.last_read) + self.timeouts.header,
+                self.head_started.unwrap_or(self.last_read)
+                    + self.ctx.shared.settings.header_read_timeout,
                 true,
             )),
-            Phase::Start if self.tracker.heads == 0 => {
-                Some((self.accepted + self.timeouts.header, true))
-            }
+            Phase::Start if self.tracker.heads == 0 => Some((
+                self.accepted + self.ctx.shared.settings.header_read_timeout,
+                true,
+            )),
             Phase::Start => match self.idle_since(now) {
-                Some(last) => Some((last + self.timeouts.idle, false)),
+                Some(last) => Some((last + self.ctx.shared.settings.idle_timeout, false)),
                 // A response is still going out: check again later.
-                None => Some((now + self.timeouts.idle, false)),
+                None => Some((now + self.ctx.shared.settings.idle_timeout, false)),
             },
-            _ => Some((self.last_read + self.timeouts.idle, false)),
+            _ => Some((
+                self.last_read + self.ctx.shared.settings.idle_timeout,
+                false,
+            )),
         }
     }
 }

@@ -38,7 +38,7 @@ pub(crate) struct ConnCtx {
     /// `X-Forwarded-For` value (the peer's IP), computed once per connection.
     pub(crate) xff: HeaderValue,
     /// `X-Forwarded-Port` value (the port the client connected to).
-    pub(crate) port: HeaderValue,
+    pub(crate) port: Arc<HeaderValue>,
 }
 
 /// Whether `name` is a hop-by-hop header (besides those a `Connection` header names).
@@ -273,7 +273,7 @@ pub(crate) async fn handle(
         Some(h) => headers.insert(X_FORWARDED_HOST.clone(), h.clone()),
         None => headers.remove(&X_FORWARDED_HOST),
     };
-    headers.insert(X_FORWARDED_PORT.clone(), ctx.port.clone());
+    headers.insert(X_FORWARDED_PORT.clone(), HeaderValue::clone(&ctx.port));
     let request_id = match headers.get(&X_REQUEST_ID) {
         Some(v) if valid_request_id(v) => v.clone(),
         _ => {

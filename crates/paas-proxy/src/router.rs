@@ -24,7 +24,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
 use crate::access::AccessLog;
-use crate::conn::{ClientStream, ConnState, SharedStream, Timeouts};
+use crate::conn::{ClientStream, ConnState, SharedStream};
 use crate::metrics::{self, AppMetrics, EndpointSample, GlobalMetrics};
 use crate::proxy::ConnCtx;
 use crate::settings::{Balance, ProxySettings};
@@ -303,7 +303,9 @@ impl ProxyRouter {
         shutdown: impl Future<Output = ()>,
     ) -> io::Result<()> {
         self.start_background();
-        let port = HeaderValue::from(listener.local_addr().map(|a| a.port()).unwrap_or(0));
+        let port = Arc::new(HeaderValue::from(
+            listener.local_addr().map(|a| a.port()).unwrap_or(0),
+        ));
         let stop = Arc::new(Stop::default());
         let open = Arc::new((AtomicUsize::new(0), Notify::new()));
         tokio::pin!(shutdown);
@@ -474,7 +476,7 @@ fn spawn_connection(
     shared: Arc<Shared>,
     stream: TcpStream,
     peer: SocketAddr,
-    port: HeaderValue,
+    port: Arc<HeaderValue>,
     stop: Arc<Stop>,
     open: Arc<(AtomicUsize, Notify)>,
 ) {
@@ -482,10 +484,6 @@ fn spawn_connection(
     let global = &shared.global;
     global.connections_total.fetch_add(1, Ordering::Relaxed);
     global.connections_open.fetch_add(1, Ordering::Relaxed);
-    let timeouts = Timeouts {
-        header: shared.settings.header_read_timeout,
-        idle: shared.settings.idle_timeout,
-    };
     let max_header_bytes = shared.settings.max_header_bytes;
     let ctx = Arc::new(ConnCtx {
         xff: HeaderValue::from_str(&peer.ip().to_string())
@@ -498,7 +496,6 @@ fn spawn_connection(
     let stream = SharedStream(Arc::new(Mutex::new(ClientStream::new(
         stream,
         ctx.clone(),
-        timeouts,
         max_header_bytes,
     ))));
     // What the task holds is what an idle connection costs: set up here, the task future keeps
