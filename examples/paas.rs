@@ -28,8 +28,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use futures::StreamExt;
 use paas_core::api::{
-    AddDomain, AppInfo, ConfigPatch, CreateApp, ReleaseView, RestartRequest, RollbackRequest,
-    RunCommand, StreamEvent,
+    AddDomain, AppInfo, ConfigPatch, CreateApp, DeployBody, ReleaseView, RestartRequest,
+    RollbackRequest, RunCommand, StreamEvent,
 };
 use paas_core::{
     App, AppName, ConfigKey, ConfigUpdate, DeployStatus, Domain, ErrorBody, Formation, Instance,
@@ -137,6 +137,17 @@ enum Command {
     Rollback {
         /// The release to go back to (`v3` or `3`).
         version: Option<String>,
+    },
+    /// Deploy again without a push: a ref of the app's repository (default `main`), or a
+    /// prebuilt image present on the engine (`--image`).
+    #[command(name = "deploy")]
+    Deploy {
+        /// The ref to build (`main`, a commit id).
+        #[arg(conflicts_with = "image")]
+        git_ref: Option<String>,
+        /// An image reference to deploy as is.
+        #[arg(long)]
+        image: Option<String>,
     },
     /// List the app's processes.
     #[command(name = "ps")]
@@ -978,6 +989,43 @@ async fn run(cli: Cli) -> CliResult<i32> {
                 let r: ReleaseView = decode(v, "release")?;
                 out(format!(
                     "Rolled back {app}: now at {} ({})",
+                    r.version, r.description
+                ));
+            }
+        }
+        Command::Deploy { git_ref, image } => {
+            let app = resolve_app(app_flag)?;
+            let body = match image {
+                Some(image) => {
+                    note(format!("Deploying image {image} to {app}..."));
+                    DeployBody {
+                        git_ref: None,
+                        image: Some(image),
+                    }
+                }
+                None => {
+                    let git_ref = git_ref.unwrap_or_else(|| "main".into());
+                    paas_core::check_ref_name(&git_ref)?;
+                    note(format!("Deploying {git_ref} of {app}..."));
+                    DeployBody {
+                        git_ref: Some(git_ref),
+                        image: None,
+                    }
+                }
+            };
+            let v = api
+                .stream_result(
+                    Method::POST,
+                    &format!("/v1/apps/{app}/deploys"),
+                    Some(&body),
+                )
+                .await?;
+            if json {
+                print_json(&v);
+            } else {
+                let r: ReleaseView = decode(v, "release")?;
+                out(format!(
+                    "Released {} of {app} ({})",
                     r.version, r.description
                 ));
             }

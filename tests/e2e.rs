@@ -276,6 +276,18 @@ fn deploy_config_scale_logs_run_rollback_destroy() {
         b.contains("greeting=hello")
     });
 
+    // `paas deploy`: the same commit built again without a push makes v4 with the config.
+    let out = d.paas_ok(&repo, &["deploy"]);
+    assert!(out.contains("Released v4"), "{out}");
+    let v4 = d.paas_json(&repo, &["releases:info", "v4"]);
+    assert_eq!(v4["status"]["state"], "succeeded", "{v4}");
+    assert_ne!(v4["build_id"], v1_build, "a deploy builds: {v4}");
+    d.router_wait(&host, "/env.txt", "v4 config", |b| {
+        b.contains("greeting=hello")
+    });
+    let err = d.paas_err(&repo, &["deploy", "no..such"]);
+    assert!(err.contains("invalid ref name"), "{err}");
+
     // ps:scale web=3: three instances, all receiving traffic; back to one.
     let out = d.paas_ok(&repo, &["ps:scale", "web=3"]);
     assert!(out.contains("web=3"), "{out}");
