@@ -99,7 +99,6 @@ pub(crate) struct Tracker {
     max_head: usize,
     heads: u64,
     seen_request_line: bool,
-    is_connect: bool,
     cl: Option<u64>,
     cl_seen: bool,
     cl_invalid: bool,
@@ -119,7 +118,6 @@ impl Tracker {
             max_head,
             heads: 0,
             seen_request_line: false,
-            is_connect: false,
             cl: None,
             cl_seen: false,
             cl_invalid: false,
@@ -139,7 +137,6 @@ impl Tracker {
         self.line.clear();
         self.head_bytes = 0;
         self.seen_request_line = false;
-        self.is_connect = false;
         self.cl = None;
         self.cl_seen = false;
         self.cl_invalid = false;
@@ -156,7 +153,6 @@ impl Tracker {
         if !self.seen_request_line {
             if !line.is_empty() {
                 self.seen_request_line = true;
-                self.is_connect = line.starts_with(b"CONNECT ");
             }
         } else if line.is_empty() {
             done = Some(self.finish_head());
@@ -192,7 +188,9 @@ impl Tracker {
         let index = self.heads;
         self.heads += 1;
         let ambiguous = self.cl_seen && self.te_seen;
-        self.phase = if ambiguous || self.is_connect || self.cl_invalid {
+        // A CONNECT head has no body; the proxy refuses it and closes, so the tracker stays
+        // armed (header and idle timeouts keep applying) instead of switching off.
+        self.phase = if ambiguous || self.cl_invalid {
             Phase::Off
         } else if self.te_seen {
             if self.te_chunked {

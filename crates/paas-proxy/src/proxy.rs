@@ -136,6 +136,7 @@ fn page(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
     r
 }
 
+const NOT_ALLOWED: &str = "<!doctype html><title>Method not allowed</title><h1>Method not allowed</h1><p>CONNECT is not supported.</p>\n";
 const NOT_FOUND: &str = "<!doctype html><title>No such app</title><h1>No such app</h1><p>No app is routed at this hostname.</p>\n";
 const UNAVAILABLE: &str = "<!doctype html><title>Application unavailable</title><h1>Application unavailable</h1><p>The app has no healthy process right now. Try again shortly.</p>\n";
 const BAD_GATEWAY: &str =
@@ -198,6 +199,15 @@ pub(crate) async fn handle(
             .rejected_framing
             .fetch_add(1, Ordering::Relaxed);
         let mut r = page(StatusCode::BAD_REQUEST, AMBIGUOUS);
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return Ok(r);
+    }
+
+    // A reverse proxy tunnels nothing: CONNECT is refused and the connection closed (an
+    // accepted CONNECT would leave the connection outside the request-framing tracker).
+    if req.method() == Method::CONNECT {
+        let mut r = page(StatusCode::METHOD_NOT_ALLOWED, NOT_ALLOWED);
         r.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
         return Ok(r);

@@ -527,6 +527,9 @@ async fn serve_connection(ctx: Arc<ConnCtx>, stream: SharedStream, stop: Arc<Sto
         let mut conn = Box::pin(
             http1::Builder::new()
                 .keep_alive(true)
+                // A client that shuts down its write side after the request still gets the
+                // response (`nc -N`, some health checkers).
+                .half_close(true)
                 .header_read_timeout(None)
                 .max_header_size(ctx.shared.settings.max_header_bytes)
                 .serve_connection(TokioIo::new(stream.clone()), svc.clone())

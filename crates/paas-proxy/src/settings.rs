@@ -139,7 +139,10 @@ pub struct ProxySettings {
     /// Retry an idempotent request without a body once on another endpoint when it could not
     /// be sent. Default true.
     pub retry_idempotent: bool,
-    /// Idle upstream connections are closed after this long. Default 60 s.
+    /// Idle upstream connections are not reused, and are closed, after this long. Default 4 s:
+    /// below the keep-alive timeout of common app servers (Node and uvicorn 5 s), so the proxy
+    /// does not send a request on a connection the app is closing at that moment (which would be
+    /// a 502 that cannot be retried safely).
     pub pool_idle_timeout: Duration,
     /// Idle upstream connections kept per endpoint. Default 256.
     pub pool_max_idle_per_endpoint: usize,
@@ -162,7 +165,7 @@ impl Default for ProxySettings {
             drain_timeout: Duration::from_secs(30),
             ejection_time: Duration::from_secs(5),
             retry_idempotent: true,
-            pool_idle_timeout: Duration::from_secs(60),
+            pool_idle_timeout: Duration::from_secs(4),
             pool_max_idle_per_endpoint: 256,
             health_check: None,
         }

@@ -657,3 +657,46 @@ async fn shutdown_finishes_in_flight_requests() {
     server.await.unwrap().unwrap();
     assert_eq!(slow.await.unwrap().status, 200);
 }
+
+#[tokio::test]
+async fn connect_is_refused_and_closed() {
+    let up = Upstream::start("tun").await;
+    let mut settings = ProxySettings::default();
+    settings.header_read_timeout = Duration::from_millis(300);
+    let p = Proxy::start(settings).await;
+    p.router
+        .set_route(route("tun", &[], &[up.addr]))
+        .await
+        .unwrap();
+    let (out, closed) = raw(
+        p.addr,
+        b"CONNECT tun.localhost:443 HTTP/1.1\r\nHost: tun.localhost:443\r\n\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 405"), "{out}");
+    assert!(closed, "the connection is closed after a refused CONNECT");
+    assert_eq!(up.hits(), 0, "nothing reached the app");
+}
+
+#[tokio::test]
+async fn a_client_that_half_closes_after_its_request_gets_the_response() {
+    let up = Upstream::start("half").await;
+    let p = Proxy::start(ProxySettings::default()).await;
+    p.router
+        .set_route(route("half", &[], &[up.addr]))
+        .await
+        .unwrap();
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: half.localhost\r\n\r\n")
+        .await
+        .unwrap();
+    s.shutdown().await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("the proxy answers and closes")
+        .unwrap();
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert_eq!(up.hits(), 1);
+}
