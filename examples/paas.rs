@@ -759,6 +759,22 @@ impl NdjsonLines {
     }
 }
 
+/// With `--json`, prints `v` as it came; otherwise decodes it as a `what` and prints the text
+/// `render` makes of it.
+fn show<T: DeserializeOwned>(
+    json: bool,
+    v: Value,
+    what: &str,
+    render: impl FnOnce(T) -> String,
+) -> CliResult<()> {
+    if json {
+        print_json(&v);
+    } else {
+        out(render(decode(v, what)?));
+    }
+    Ok(())
+}
+
 fn decode<T: DeserializeOwned>(v: Value, what: &str) -> CliResult<T> {
     serde_json::from_value(v)
         .map_err(|e| CliError::new(format!("paasd sent an unexpected {what}: {e}")))
@@ -826,12 +842,7 @@ async fn run(cli: Cli) -> CliResult<i32> {
         Command::AppsInfo => {
             let app = resolve_app(app_flag)?;
             let v = api.get_value(&format!("/v1/apps/{app}")).await?;
-            if json {
-                print_json(&v);
-            } else {
-                let info: AppInfo = decode(v, "app")?;
-                out(render_app_info(&info));
-            }
+            show(json, v, "app", |info: AppInfo| render_app_info(&info))?;
         }
         Command::AppsDestroy { name, confirm } => {
             let app = match name {
@@ -962,12 +973,7 @@ async fn run(cli: Cli) -> CliResult<i32> {
             let v = api
                 .get_value(&format!("/v1/apps/{app}/releases/{}", version.0))
                 .await?;
-            if json {
-                print_json(&v);
-            } else {
-                let r: ReleaseView = decode(v, "release")?;
-                out(render_release(&r));
-            }
+            show(json, v, "release", |r: ReleaseView| render_release(&r))?;
         }
         Command::Rollback { version } => {
             let version = version.as_deref().map(parse_version).transpose()?;
@@ -983,15 +989,12 @@ async fn run(cli: Cli) -> CliResult<i32> {
                     Some(&RollbackRequest { version }),
                 )
                 .await?;
-            if json {
-                print_json(&v);
-            } else {
-                let r: ReleaseView = decode(v, "release")?;
-                out(format!(
+            show(json, v, "release", |r: ReleaseView| {
+                format!(
                     "Rolled back {app}: now at {} ({})",
                     r.version, r.description
-                ));
-            }
+                )
+            })?;
         }
         Command::Deploy { git_ref, image } => {
             let app = resolve_app(app_flag)?;
@@ -1020,36 +1023,22 @@ async fn run(cli: Cli) -> CliResult<i32> {
                     Some(&body),
                 )
                 .await?;
-            if json {
-                print_json(&v);
-            } else {
-                let r: ReleaseView = decode(v, "release")?;
-                out(format!(
-                    "Released {} of {app} ({})",
-                    r.version, r.description
-                ));
-            }
+            show(json, v, "release", |r: ReleaseView| {
+                format!("Released {} of {app} ({})", r.version, r.description)
+            })?;
         }
         Command::Ps => {
             let app = resolve_app(app_flag)?;
             let v = api.get_value(&format!("/v1/apps/{app}/ps")).await?;
-            if json {
-                print_json(&v);
-            } else {
-                let instances: Vec<Instance> = decode(v, "process list")?;
-                out(render_ps(&app, instances));
-            }
+            show(json, v, "process list", |instances: Vec<Instance>| {
+                render_ps(&app, instances)
+            })?;
         }
         Command::PsScale { pairs } => {
             let app = resolve_app(app_flag)?;
             if pairs.is_empty() {
                 let v = api.get_value(&format!("/v1/apps/{app}/formation")).await?;
-                if json {
-                    print_json(&v);
-                } else {
-                    let f: Formation = decode(v, "formation")?;
-                    out(render_formation(&f));
-                }
+                show(json, v, "formation", |f: Formation| render_formation(&f))?;
                 return Ok(0);
             }
             let formation = scale_formation(&pairs)?;
@@ -1061,15 +1050,12 @@ async fn run(cli: Cli) -> CliResult<i32> {
                     Some(&formation),
                 )
                 .await?;
-            if json {
-                print_json(&v);
-            } else {
-                let f: Formation = decode(v, "formation")?;
-                out(format!(
+            show(json, v, "formation", |f: Formation| {
+                format!(
                     "Scaling {app} processes... done, now running {}",
                     render_formation(&f)
-                ));
-            }
+                )
+            })?;
         }
         Command::PsRestart { process_type } => {
             let process_type = process_type
