@@ -9,7 +9,9 @@
 #
 # Measures, for each proxy: req/s with keep-alive clients, req/s with `Connection: close`
 # clients, c=1 latency p50/p99 (and the origin alone, for the added latency per hop), and RSS
-# per idle keep-alive client connection. Prints a table and the ratios of paas-proxy to each.
+# per idle keep-alive client connection, and the proxy process's CPU time per keep-alive request
+# (from /proc: on a 2-core machine shared with wrk and the origin, req/s swings with scheduling;
+# CPU per request is the steadier figure). Prints a table and the ratios of paas-proxy to each.
 set -euo pipefail
 
 DURATION=${DURATION:-8}
@@ -154,6 +156,13 @@ run_wrk() { # port conns extra-header -> file
     if grep -q "Non-2xx\|Socket errors" "$out"; then grep "Non-2xx\|Socket errors" "$out" | sed "s/^/    port $port: /"; fi
 }
 
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+cpu_us_per_req() { # ticks-before ticks-after wrk-output -> CPU microseconds per request
+    local n
+    n=$(awk '/requests in/ {print $1}' "$3")
+    awk -v a="$1" -v b="$2" -v n="$n" -v t="$(getconf CLK_TCK)" 'BEGIN { if (n+0 == 0) print "n/a"; else printf "%.1f", (b-a)/t*1e6/n }'
+}
+
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
 cat > "$WORK/idle.py" <<'PY'
@@ -191,7 +200,7 @@ measure_rss() { # pid port -> KiB per idle connection
     awk -v a="$after" -v b="$before" -v n="$IDLE_CONNS" 'BEGIN { printf "%.2f", (a-b)/n }'
 }
 
-declare -A KA CLOSE P50 P99 RSS
+declare -A KA CLOSE P50 P99 RSS CPU
 echo "origin alone, c=1..."
 run_wrk $ORIGIN_PORT 1 "" "$WORK/origin-c1.txt"
 ORIGIN_P50=$(pct 50% <"$WORK/origin-c1.txt")
@@ -205,7 +214,9 @@ for name in $NAMES; do
         base) port=$BASE_PORT pid=$BASE_PID ;;
     esac
     echo "$name: keep-alive c=$CONNS, Connection: close c=$CONNS, c=1, idle connections..."
+    ticks=$(cpu_ticks "$pid")
     run_wrk "$port" "$CONNS" "" "$WORK/$name-ka.txt"
+    CPU[$name]=$(cpu_us_per_req "$ticks" "$(cpu_ticks "$pid")" "$WORK/$name-ka.txt")
     KA[$name]=$(rps <"$WORK/$name-ka.txt")
     run_wrk "$port" "$CONNS" "Connection: close" "$WORK/$name-close.txt"
     CLOSE[$name]=$(rps <"$WORK/$name-close.txt")
@@ -217,11 +228,11 @@ for name in $NAMES; do
 done
 
 echo
-printf "%-10s %14s %14s %10s %10s %12s %14s\n" proxy "keepalive r/s" "close r/s" "p50 us" "p99 us" "+p50/hop us" "KiB/idle conn"
-printf "%-10s %14s %14s %10s %10s %12s %14s\n" origin - - "$ORIGIN_P50" "$ORIGIN_P99" - -
+printf "%-10s %14s %14s %10s %10s %12s %14s %12s\n" proxy "keepalive r/s" "close r/s" "p50 us" "p99 us" "+p50/hop us" "KiB/idle conn" "CPU us/req"
+printf "%-10s %14s %14s %10s %10s %12s %14s %12s\n" origin - - "$ORIGIN_P50" "$ORIGIN_P99" - - -
 for name in $NAMES; do
     added=$(awk -v a="${P50[$name]}" -v b="$ORIGIN_P50" 'BEGIN { printf "%.1f", a-b }')
-    printf "%-10s %14s %14s %10s %10s %12s %14s\n" "$name" "${KA[$name]}" "${CLOSE[$name]}" "${P50[$name]}" "${P99[$name]}" "$added" "${RSS[$name]}"
+    printf "%-10s %14s %14s %10s %10s %12s %14s %12s\n" "$name" "${KA[$name]}" "${CLOSE[$name]}" "${P50[$name]}" "${P99[$name]}" "$added" "${RSS[$name]}" "${CPU[$name]}"
 done
 echo
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b+0 == 0) print "n/a"; else printf "%.2fx", a/b }'; }
@@ -229,6 +240,6 @@ for peer in nginx haproxy ${BASE_BIN:+base}; do
     echo "paas-proxy / $peer: keep-alive r/s $(ratio "${KA[paas]}" "${KA[$peer]}")," \
         "close r/s $(ratio "${CLOSE[paas]}" "${CLOSE[$peer]}")," \
         "p50 $(ratio "${P50[paas]}" "${P50[$peer]}"), p99 $(ratio "${P99[paas]}" "${P99[$peer]}")," \
-        "memory/idle conn $(ratio "${RSS[paas]}" "${RSS[$peer]}")"
+        "memory/idle conn $(ratio "${RSS[paas]}" "${RSS[$peer]}"), CPU/request $(ratio "${CPU[paas]}" "${CPU[$peer]}")"
 done
-echo "(r/s: higher is better; latency and memory: lower is better. Raw wrk output in $WORK.)"
+echo "(r/s: higher is better; latency, memory and CPU per keep-alive request: lower is better. Raw wrk output in $WORK.)"

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use http::{HeaderValue, Method, Uri};
+use http::Method;
 use paas_core::{AppName, LogLine, LogSink, LogSource};
 use tokio::sync::mpsc;
 
@@ -77,9 +77,10 @@ pub(crate) struct AccessRecord {
     pub(crate) log: Arc<AccessLog>,
     pub(crate) app: AppName,
     pub(crate) method: Method,
-    pub(crate) uri: Uri,
-    pub(crate) host: Option<HeaderValue>,
-    pub(crate) request_id: Option<HeaderValue>,
+    /// Path and query (at most 512 characters).
+    pub(crate) path: String,
+    pub(crate) host: Option<String>,
+    pub(crate) request_id: Option<String>,
     pub(crate) client: IpAddr,
     pub(crate) endpoint: Option<SocketAddr>,
     pub(crate) status: u16,
@@ -90,15 +91,13 @@ pub(crate) struct AccessRecord {
     pub(crate) note: &'static str,
 }
 
-fn text(v: &Option<HeaderValue>) -> &str {
-    v.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-")
+fn text(v: &Option<String>) -> &str {
+    v.as_deref().unwrap_or("-")
 }
 
 impl AccessRecord {
     pub(crate) fn emit(self) {
         let total_ms = self.started.elapsed().as_millis();
-        let path = self.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        let path: String = path.chars().take(512).collect();
         let endpoint = self
             .endpoint
             .map(|e| e.to_string())
@@ -111,7 +110,7 @@ impl AccessRecord {
         let line = format!(
             "at={at} method={} path=\"{}\" host={} request_id={} fwd=\"{}\" endpoint={} status={} service={}ms total={}ms bytes={}{}{}",
             self.method,
-            path.escape_debug(),
+            self.path.escape_debug(),
             text(&self.host),
             text(&self.request_id),
             self.client,

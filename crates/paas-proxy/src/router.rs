@@ -7,7 +7,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -24,9 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
 use crate::access::AccessLog;
-use crate::conn::{ClientStream, ConnState, SharedStream};
 use crate::metrics::{self, AppMetrics, EndpointSample, GlobalMetrics};
-use crate::proxy::ConnCtx;
 use crate::settings::{Balance, ProxySettings};
 use crate::table::{AppEntry, Endpoint, Table};
 
@@ -64,8 +61,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The reference [`Router`]: a reverse proxy on hyper 1 with a route table swapped atomically
-/// (readers never block), least-in-flight (two random choices) or round-robin balancing per
+/// The reference [`Router`]: a reverse proxy (its own HTTP/1 engine on tokio and `httparse`)
+/// with a route table swapped atomically (readers never block), least-in-flight (two random choices) or round-robin balancing per
 /// app, pooled keep-alive upstream connections, passive and active health checks, retries of
 /// idempotent requests that could not be sent, draining with in-flight tracking per endpoint
 /// (upgraded connections included), WebSocket/`Upgrade`, streaming both ways, forwarded
@@ -303,9 +300,7 @@ impl ProxyRouter {
         shutdown: impl Future<Output = ()>,
     ) -> io::Result<()> {
         self.start_background();
-        let port = Arc::new(HeaderValue::from(
-            listener.local_addr().map(|a| a.port()).unwrap_or(0),
-        ));
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
         let stop = Arc::new(Stop::default());
         let open = Arc::new((AtomicUsize::new(0), Notify::new()));
         tokio::pin!(shutdown);
@@ -319,7 +314,6 @@ impl ProxyRouter {
                         let open = open.clone();
                         // An accepted connection's local port is the listener's
                         // (`X-Forwarded-Port`): one value shared by all, no getsockname.
-                        let port = port.clone();
                         open.0.fetch_add(1, Ordering::SeqCst);
                         spawn_connection(shared, stream, peer, port, stop, open);
                     }
@@ -450,7 +444,7 @@ async fn sweep_pools(shared: std::sync::Weak<Shared>) {
 /// The signal telling a listener's connections to finish (a small future to wait on: every
 /// idle connection's task holds one).
 #[derive(Debug, Default)]
-struct Stop {
+pub(crate) struct Stop {
     set: AtomicBool,
     notify: Notify,
 }
@@ -461,7 +455,11 @@ impl Stop {
         self.notify.notify_waiters();
     }
 
-    async fn wait(&self) {
+    pub(crate) fn is_set(&self) -> bool {
+        self.set.load(Ordering::Relaxed)
+    }
+
+    pub(crate) async fn wait(&self) {
         let notified = self.notify.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
@@ -476,7 +474,7 @@ fn spawn_connection(
     shared: Arc<Shared>,
     stream: TcpStream,
     peer: SocketAddr,
-    port: Arc<HeaderValue>,
+    port: u16,
     stop: Arc<Stop>,
     open: Arc<(AtomicUsize, Notify)>,
 ) {
@@ -484,83 +482,15 @@ fn spawn_connection(
     let global = &shared.global;
     global.connections_total.fetch_add(1, Ordering::Relaxed);
     global.connections_open.fetch_add(1, Ordering::Relaxed);
-    let max_header_bytes = shared.settings.max_header_bytes;
-    let ctx = Arc::new(ConnCtx {
-        xff: HeaderValue::from_str(&peer.ip().to_string())
-            .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
-        port,
-        shared,
-        state: ConnState::new(),
-        peer,
-    });
-    let stream = SharedStream(Arc::new(Mutex::new(ClientStream::new(
-        stream,
-        ctx.clone(),
-        max_header_bytes,
-    ))));
-    // What the task holds is what an idle connection costs: set up here, the task future keeps
-    // only handles.
+    let client = crate::engine::Client::new(peer, port);
     tokio::spawn(async move {
-        serve_connection(ctx, stream, stop).await;
+        let global = shared.global.clone();
+        crate::engine::serve(shared, stream, client, stop).await;
+        global.connections_open.fetch_sub(1, Ordering::Relaxed);
         if open.0.fetch_sub(1, Ordering::SeqCst) == 1 {
             open.1.notify_waiters();
         }
     });
-}
-
-async fn serve_connection(ctx: Arc<ConnCtx>, stream: SharedStream, stop: Arc<Stop>) {
-    // The request future is boxed: hyper keeps the slot of the service future allocated for
-    // the life of the connection, so an inline future would cost its full size per idle
-    // keep-alive connection.
-    let handler = ctx.clone();
-    let svc = service_fn(move |req| Box::pin(crate::proxy::handle(handler.clone(), req)));
-    // Between requests the connection holds no HTTP state: the hyper connection (its buffers,
-    // some 10 KiB) is dropped once it is idle (see `ClientStream::parkable`) and a new one is
-    // started when the client sends again.
-    loop {
-        let idle = std::future::poll_fn(|cx| stream.lock().poll_idle(cx));
-        tokio::select! {
-            r = idle => if r.is_err() { break; },
-            _ = stop.wait() => break,
-        }
-        // Built here: the task holds no room for the builder or the connection while idle.
-        let mut conn = Box::pin(
-            http1::Builder::new()
-                .keep_alive(true)
-                // A client that shuts down its write side after the request still gets the
-                // response (`nc -N`, some health checkers).
-                .half_close(true)
-                .header_read_timeout(None)
-                .max_header_size(ctx.shared.settings.max_header_bytes)
-                .serve_connection(TokioIo::new(stream.clone()), svc.clone())
-                .with_upgrades(),
-        );
-        let parked = tokio::select! {
-            parked = std::future::poll_fn(|cx| match conn.as_mut().poll(cx) {
-                Poll::Ready(r) => {
-                    if let Err(e) = r {
-                        tracing::debug!(error = %e, peer = %ctx.peer, "client connection ended with an error");
-                    }
-                    Poll::Ready(false)
-                }
-                Poll::Pending if stream.lock().parkable() => Poll::Ready(true),
-                Poll::Pending => Poll::Pending,
-            }) => parked,
-            _ = stop.wait() => {
-                conn.as_mut().graceful_shutdown();
-                let _ = conn.await;
-                false
-            }
-        };
-        if !parked {
-            break;
-        }
-        stream.lock().parked();
-    }
-    ctx.shared
-        .global
-        .connections_open
-        .fetch_sub(1, Ordering::Relaxed);
 }
 
 #[async_trait]

@@ -1,0 +1,1604 @@
+//! The data plane: HTTP/1 client connections proxied to pooled upstream connections.
+//!
+//! Each client connection is one task that reads a request head into a buffer, parses it in
+//! place (`httparse`), checks it, routes it, writes the upstream request head (the client's
+//! headers minus hop-by-hop ones, plus the forwarded ones) straight from the parsed slices,
+//! streams the body both ways following HTTP/1 framing, and copies the response head back the
+//! same way. No header map is built, nothing crosses a task boundary, and a small exchange costs
+//! one read and one write on each side. While a keep-alive connection is idle it holds no buffer
+//! (a few hundred bytes of task state), and the exchange's state is boxed for the time of one
+//! request only.
+//!
+//! Framing is decided here, not forwarded blindly: a request with both `Content-Length` and
+//! `Transfer-Encoding`, an invalid or repeated-and-different `Content-Length`, or a transfer
+//! coding other than `chunked` gets 400 and the connection is closed; chunked request bodies are
+//! decoded and re-encoded canonically, so the app and the proxy always agree on where a request
+//! ends (no request smuggling through extensions, bare line feeds or trailers).
+
+use std::fmt::Write as _;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::Method;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
+
+use crate::access::AccessRecord;
+use crate::router::{Shared, Stop};
+use crate::table::{normalize_host, now_ms, AppEntry, Endpoint, InFlight};
+use crate::upstream::{self, UpstreamConn};
+
+/// Most header lines in a request or response head.
+const MAX_HEADERS: usize = 128;
+/// Bytes asked for by one read.
+const READ_CHUNK: usize = 16 * 1024;
+/// Largest response head accepted from an app.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// Longest chunk extension or trailer section accepted in a chunked body.
+const MAX_CHUNK_META: usize = 16 * 1024;
+/// How long a closing connection keeps reading (and discarding) what the client still sends,
+/// so that the last response is not destroyed by a reset.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Per-connection constants.
+#[derive(Debug)]
+pub(crate) struct Client {
+    pub(crate) peer: SocketAddr,
+    /// `x-forwarded-for`, `-proto` and `-port` lines, computed once per connection.
+    forwarded: Box<[u8]>,
+}
+
+impl Client {
+    pub(crate) fn new(peer: SocketAddr, port: u16) -> Self {
+        let forwarded = format!(
+            "x-forwarded-for: {}\r\nx-forwarded-proto: http\r\nx-forwarded-port: {port}\r\n",
+            peer.ip()
+        );
+        Client {
+            peer,
+            forwarded: forwarded.into_bytes().into_boxed_slice(),
+        }
+    }
+}
+
+/// Bytes read from a socket and not used yet: `data[start..]`.
+#[derive(Debug, Default)]
+struct Buf {
+    data: Vec<u8>,
+    start: usize,
+}
+
+impl Buf {
+    fn pending(&self) -> &[u8] {
+        &self.data[self.start..]
+    }
+
+    fn is_empty(&self) -> bool {
+        self.start == self.data.len()
+    }
+
+    fn len(&self) -> usize {
+        self.data.len() - self.start
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+        if self.start == self.data.len() {
+            self.data.clear();
+            self.start = 0;
+        }
+    }
+
+    /// Frees the memory of an empty buffer (an idle connection keeps none).
+    fn release(&mut self) {
+        if self.is_empty() {
+            self.data = Vec::new();
+            self.start = 0;
+        }
+    }
+
+    /// Makes room for a read of `READ_CHUNK` bytes.
+    fn reserve(&mut self) {
+        if self.start > 0 && self.data.capacity() - self.data.len() < READ_CHUNK {
+            self.data.drain(..self.start);
+            self.start = 0;
+        }
+        self.data.reserve(READ_CHUNK);
+    }
+
+    /// Reads once; the number of bytes read (0 at EOF).
+    async fn read_from(&mut self, r: &mut ReadHalf<'_>) -> io::Result<usize> {
+        self.reserve();
+        r.read_buf(&mut self.data).await
+    }
+}
+
+/// What the connection does after an exchange.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    KeepAlive,
+    Close,
+}
+
+/// Serves one client connection until it closes, times out, or `stop` is set.
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    mut stream: TcpStream,
+    client: Client,
+    stop: Arc<Stop>,
+) {
+    let mut buf = Buf::default();
+    let mut first = true;
+    let mut linger = false;
+    loop {
+        if buf.is_empty() {
+            buf.release();
+            if stop.is_set() {
+                break;
+            }
+            let (wait, counter) = if first {
+                (
+                    shared.settings.header_read_timeout,
+                    &shared.global.header_timeouts,
+                )
+            } else {
+                (shared.settings.idle_timeout, &shared.global.idle_timeouts)
+            };
+            let ready = tokio::select! {
+                biased;
+                r = tokio::time::timeout(wait, stream.readable()) => r,
+                _ = stop.wait() => break,
+            };
+            match ready {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => break,
+                Err(_) => {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(peer = %client.peer, "closing client connection: {}", if first { "header read timeout" } else { "idle timeout" });
+                    break;
+                }
+            }
+        }
+        first = false;
+        let next = Box::pin(exchange(&shared, &mut stream, &mut buf, &client, &stop)).await;
+        if next == Next::Close {
+            linger = true;
+            break;
+        }
+    }
+    if linger {
+        // Boxed: its read buffer would otherwise make every idle connection's task larger.
+        Box::pin(close(stream)).await;
+    }
+}
+
+/// Closes a client connection gracefully: FIN first, then what the client still sends is read
+/// and dropped for a moment (closing with unread bytes would reset the connection and could
+/// destroy the last response before the client read it).
+async fn close(mut stream: TcpStream) {
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(LINGER, async {
+        let mut total = 0usize;
+        while let Ok(n) = stream.read(&mut sink).await {
+            total += n;
+            if n == 0 || total > 1 << 20 {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// A response made by the router itself.
+fn page(status: u16, reason: &str, text: &str, close: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(160 + text.len());
+    let _ = write!(
+        Out(&mut out),
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: text/html; charset=utf-8\r\ncache-control: no-store\r\ncontent-length: {}\r\n{}\r\n",
+        text.len(),
+        if close { "connection: close\r\n" } else { "" }
+    );
+    out.extend_from_slice(text.as_bytes());
+    out
+}
+
+/// `fmt::Write` into a byte vector.
+struct Out<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for Out<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+const NOT_ALLOWED: &str = "<!doctype html><title>Method not allowed</title><h1>Method not allowed</h1><p>CONNECT is not supported.</p>\n";
+const NOT_FOUND: &str = "<!doctype html><title>No such app</title><h1>No such app</h1><p>No app is routed at this hostname.</p>\n";
+const UNAVAILABLE: &str = "<!doctype html><title>Application unavailable</title><h1>Application unavailable</h1><p>The app has no healthy process right now. Try again shortly.</p>\n";
+const BAD_GATEWAY: &str =
+    "<!doctype html><title>Bad gateway</title><h1>Bad gateway</h1><p>The app did not answer.</p>\n";
+const TOO_LARGE: &str = "<!doctype html><title>Payload too large</title><h1>Payload too large</h1><p>The request body is larger than this router accepts.</p>\n";
+const AMBIGUOUS: &str = "<!doctype html><title>Bad request</title><h1>Bad request</h1><p>A request must not carry both Content-Length and Transfer-Encoding.</p>\n";
+const BAD_LENGTH: &str = "<!doctype html><title>Bad request</title><h1>Bad request</h1><p>Content-Length must be one decimal number.</p>\n";
+const BAD_CODING: &str = "<!doctype html><title>Bad request</title><h1>Bad request</h1><p>The only transfer coding accepted is chunked, last.</p>\n";
+const BAD_HOST: &str = "<!doctype html><title>Bad request</title><h1>Bad request</h1><p>The request has no valid Host.</p>\n";
+const BAD_REQUEST: &str = "<!doctype html><title>Bad request</title><h1>Bad request</h1><p>The request is not valid HTTP/1.</p>\n";
+const BAD_CHUNK: &str = "<!doctype html><title>Bad request</title><h1>Bad request</h1><p>The chunked request body is malformed.</p>\n";
+const TOO_BIG_HEAD: &str = "<!doctype html><title>Request header fields too large</title><h1>Request header fields too large</h1></p>\n";
+
+/// Whether `name` is hop-by-hop (besides those a `Connection` header names).
+fn hop_by_hop(name: &str) -> bool {
+    const NAMES: [&str; 9] = [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-authenticate",
+        "proxy-authorization",
+    ];
+    NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
+}
+
+/// Comma-separated tokens of a header value, trimmed, empty ones skipped.
+fn tokens(v: &[u8]) -> impl Iterator<Item = &[u8]> {
+    v.split(|&b| b == b',')
+        .map(|t| t.trim_ascii())
+        .filter(|t| !t.is_empty())
+}
+
+/// The `Connection` header tokens of a head, and the flags among them.
+#[derive(Default)]
+struct ConnTokens<'a> {
+    named: Vec<&'a [u8]>,
+    close: bool,
+    keep_alive: bool,
+    upgrade: bool,
+}
+
+impl<'a> ConnTokens<'a> {
+    fn of(headers: &[httparse::Header<'a>]) -> Self {
+        let mut t = ConnTokens::default();
+        for h in headers {
+            if h.name.eq_ignore_ascii_case("connection") {
+                for tok in tokens(h.value) {
+                    if tok.eq_ignore_ascii_case(b"close") {
+                        t.close = true;
+                    } else if tok.eq_ignore_ascii_case(b"keep-alive") {
+                        t.keep_alive = true;
+                    } else if tok.eq_ignore_ascii_case(b"upgrade") {
+                        t.upgrade = true;
+                    }
+                    t.named.push(tok);
+                }
+            }
+        }
+        t
+    }
+
+    /// Whether a `Connection` header names `name` (never the framing or host headers, which
+    /// the proxy sets itself).
+    fn names(&self, name: &str) -> bool {
+        !self.named.is_empty()
+            && !name.eq_ignore_ascii_case("host")
+            && !name.eq_ignore_ascii_case("content-length")
+            && self
+                .named
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
+    }
+}
+
+/// How a message body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+    /// Until the connection closes (responses only).
+    Close,
+}
+
+/// Why a head's framing headers are refused.
+enum FramingError {
+    Ambiguous,
+    BadLength,
+    BadCoding,
+}
+
+/// The framing a head's `Content-Length` / `Transfer-Encoding` headers give, checked.
+fn framing_of(headers: &[httparse::Header<'_>], request: bool) -> Result<Framing, FramingError> {
+    let mut length: Option<u64> = None;
+    let mut chunked_last = false;
+    let mut te = false;
+    for h in headers {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let v = h.value.trim_ascii();
+            if v.is_empty() || v.len() > 18 || !v.iter().all(u8::is_ascii_digit) {
+                return Err(FramingError::BadLength);
+            }
+            let n = v.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+            match length {
+                Some(prev) if prev != n => return Err(FramingError::BadLength),
+                _ => length = Some(n),
+            }
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            te = true;
+            for tok in tokens(h.value) {
+                if chunked_last && request {
+                    // Chunked applied twice, or another coding after it.
+                    return Err(FramingError::BadCoding);
+                }
+                chunked_last = tok.eq_ignore_ascii_case(b"chunked");
+                if request && !chunked_last {
+                    return Err(FramingError::BadCoding);
+                }
+            }
+        }
+    }
+    match (te, length) {
+        (true, Some(_)) if request => Err(FramingError::Ambiguous),
+        (true, _) if chunked_last => Ok(Framing::Chunked),
+        (true, _) if request => Err(FramingError::BadCoding),
+        // A response with another final coding ends when the connection does.
+        (true, _) => Ok(Framing::Close),
+        (false, Some(0)) => Ok(Framing::None),
+        (false, Some(n)) => Ok(Framing::Length(n)),
+        (false, None) if request => Ok(Framing::None),
+        (false, None) => Ok(Framing::Close),
+    }
+}
+
+fn idempotent(m: &str) -> bool {
+    matches!(m, "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE")
+}
+
+fn valid_request_id(b: &[u8]) -> bool {
+    (1..=200).contains(&b.len()) && b.iter().all(|c| c.is_ascii_graphic())
+}
+
+fn push_request_id(out: &mut Vec<u8>) -> usize {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut n = fastrand::u128(..);
+    out.extend_from_slice(b"x-request-id: ");
+    let at = out.len();
+    for _ in 0..32 {
+        out.push(HEX[(n & 0xf) as usize]);
+        n >>= 4;
+    }
+    out.extend_from_slice(b"\r\n");
+    at
+}
+
+/// A parsed, checked and routed request, with the head to send upstream.
+struct Prepared {
+    entry: Arc<AppEntry>,
+    host: String,
+    up_head: Vec<u8>,
+    body: Framing,
+    client_keep_alive: bool,
+    http10: bool,
+    is_head: bool,
+    retryable: bool,
+    upgrade: bool,
+    access: Option<AccessRecord>,
+}
+
+/// What parsing the buffered bytes gave.
+enum Parsed {
+    /// More bytes are needed.
+    Partial,
+    /// Answer this and close the connection.
+    Refuse(Vec<u8>),
+    /// Answer this to a request without a body (head length given), then keep the connection
+    /// if the flag says so.
+    Answer(Vec<u8>, usize, bool),
+    Ready(Box<Prepared>, usize),
+}
+
+fn refuse(status: u16, reason: &str, text: &str) -> Parsed {
+    Parsed::Refuse(page(status, reason, text, true))
+}
+
+/// Parses and prepares the request at the front of `data`.
+fn prepare(shared: &Shared, client: &Client, data: &[u8], started: Instant) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let head_len = match req.parse(data) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            return if data.len() > shared.settings.max_header_bytes {
+                refuse(431, "Request Header Fields Too Large", TOO_BIG_HEAD)
+            } else {
+                Parsed::Partial
+            };
+        }
+        Err(httparse::Error::TooManyHeaders) => {
+            return refuse(431, "Request Header Fields Too Large", TOO_BIG_HEAD)
+        }
+        Err(_) => return refuse(400, "Bad Request", BAD_REQUEST),
+    };
+    if head_len > shared.settings.max_header_bytes {
+        return refuse(431, "Request Header Fields Too Large", TOO_BIG_HEAD);
+    }
+    let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
+        return refuse(400, "Bad Request", BAD_REQUEST);
+    };
+    let headers = req.headers;
+    if method == "CONNECT" {
+        // A reverse proxy tunnels nothing.
+        return refuse(405, "Method Not Allowed", NOT_ALLOWED);
+    }
+    let body = match framing_of(headers, true) {
+        Ok(f) => f,
+        Err(e) => {
+            shared
+                .global
+                .rejected_framing
+                .fetch_add(1, Ordering::Relaxed);
+            return match e {
+                FramingError::Ambiguous => refuse(400, "Bad Request", AMBIGUOUS),
+                FramingError::BadLength => refuse(400, "Bad Request", BAD_LENGTH),
+                FramingError::BadCoding => refuse(400, "Bad Request", BAD_CODING),
+            };
+        }
+    };
+    if version == 0 && body == Framing::Chunked {
+        return refuse(400, "Bad Request", BAD_CODING);
+    }
+
+    // The request target: origin-form, `*`, or absolute-form (whose authority is the host).
+    let (path, authority) = if target.starts_with('/') || target == "*" {
+        (target, None)
+    } else {
+        let lower = target.get(..8).unwrap_or("").to_ascii_lowercase();
+        let rest = if lower.starts_with("http://") {
+            &target[7..]
+        } else if lower.starts_with("https://") {
+            &target[8..]
+        } else {
+            return refuse(400, "Bad Request", BAD_REQUEST);
+        };
+        let end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let path = &rest[end..];
+        (if path.is_empty() { "/" } else { path }, Some(&rest[..end]))
+    };
+    let mut host_header: Option<&[u8]> = None;
+    for h in headers.iter() {
+        if h.name.eq_ignore_ascii_case("host") {
+            if host_header.is_some() {
+                return refuse(400, "Bad Request", BAD_HOST);
+            }
+            host_header = Some(h.value);
+        }
+    }
+    let raw_host: &[u8] = match (authority, host_header) {
+        (Some(a), _) => a.as_bytes(),
+        (None, Some(h)) => h,
+        (None, None) => return refuse(400, "Bad Request", BAD_HOST),
+    };
+    let Some(host) = normalize_host(raw_host) else {
+        return refuse(400, "Bad Request", BAD_HOST);
+    };
+    let conn = ConnTokens::of(headers);
+    let client_keep_alive = if version == 0 {
+        conn.keep_alive && !conn.close
+    } else {
+        !conn.close
+    };
+    let answer = |status: u16, reason: &str, text: &str| {
+        // Without a body to skip, the connection can stay.
+        if body == Framing::None {
+            Parsed::Answer(
+                page(status, reason, text, !client_keep_alive),
+                head_len,
+                client_keep_alive,
+            )
+        } else {
+            refuse(status, reason, text)
+        }
+    };
+    let found = shared.table.load().lookup(&host).cloned();
+    let Some(entry) = found else {
+        shared.global.unrouted.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(target: "paas_proxy::access", host = %host, "no app routed at host");
+        return answer(404, "Not Found", NOT_FOUND);
+    };
+    let access_log = shared.access.load();
+    let mut access = access_log.enabled().then(|| AccessRecord {
+        log: arc_swap::Guard::into_inner(access_log),
+        app: entry.route.app.clone(),
+        method: Method::from_bytes(method.as_bytes()).unwrap_or(Method::GET),
+        path: path.chars().take(512).collect(),
+        host: Some(String::from_utf8_lossy(raw_host).into_owned()),
+        request_id: None,
+        client: client.peer.ip(),
+        endpoint: None,
+        status: 0,
+        started,
+        service_ms: 0,
+        bytes: 0,
+        aborted: false,
+        note: "",
+    });
+    if let (Some(limit), Framing::Length(n)) = (shared.settings.max_body_bytes, body) {
+        if n > limit {
+            entry.metrics.record(413, started.elapsed());
+            if let Some(mut a) = access {
+                a.status = 413;
+                a.note = "body too large";
+                a.emit();
+            }
+            return refuse(413, "Payload Too Large", TOO_LARGE);
+        }
+    }
+    let upgrade = version == 1 && conn.upgrade;
+    let upgrade_proto = if upgrade {
+        headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("upgrade"))
+            .map(|h| h.value)
+    } else {
+        None
+    };
+    let upgrade = upgrade_proto.is_some();
+
+    // The upstream head, written from the parsed slices.
+    let mut up = Vec::with_capacity(head_len + 256);
+    up.extend_from_slice(method.as_bytes());
+    up.push(b' ');
+    up.extend_from_slice(path.as_bytes());
+    up.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut request_id_at = None;
+    for h in headers.iter() {
+        let name = h.name;
+        if hop_by_hop(name)
+            || conn.names(name)
+            || name.eq_ignore_ascii_case("content-length")
+            || name.eq_ignore_ascii_case("forwarded")
+            || (name.len() > 12 && name[..12].eq_ignore_ascii_case("x-forwarded-"))
+            || (authority.is_some() && name.eq_ignore_ascii_case("host"))
+        {
+            continue;
+        }
+        if name.eq_ignore_ascii_case("x-request-id") {
+            if request_id_at.is_some() || !valid_request_id(h.value) {
+                continue;
+            }
+            request_id_at = Some((up.len() + name.len() + 2, h.value.len()));
+        }
+        up.extend_from_slice(name.as_bytes());
+        up.extend_from_slice(b": ");
+        up.extend_from_slice(h.value);
+        up.extend_from_slice(b"\r\n");
+    }
+    if authority.is_some() {
+        up.extend_from_slice(b"host: ");
+        up.extend_from_slice(raw_host);
+        up.extend_from_slice(b"\r\n");
+    }
+    match body {
+        Framing::Length(n) => {
+            let _ = write!(Out(&mut up), "content-length: {n}\r\n");
+        }
+        Framing::Chunked => up.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        Framing::None => {
+            if headers
+                .iter()
+                .any(|h| h.name.eq_ignore_ascii_case("content-length"))
+            {
+                up.extend_from_slice(b"content-length: 0\r\n");
+            }
+        }
+        Framing::Close => {}
+    }
+    if let Some(p) = upgrade_proto {
+        up.extend_from_slice(b"connection: upgrade\r\nupgrade: ");
+        up.extend_from_slice(p);
+        up.extend_from_slice(b"\r\n");
+    }
+    up.extend_from_slice(&client.forwarded);
+    up.extend_from_slice(b"x-forwarded-host: ");
+    up.extend_from_slice(raw_host);
+    up.extend_from_slice(b"\r\n");
+    let (id_at, id_len) = match request_id_at {
+        Some(at) => at,
+        None => (push_request_id(&mut up), 32),
+    };
+    up.extend_from_slice(b"\r\n");
+    if let Some(a) = access.as_mut() {
+        a.request_id = Some(String::from_utf8_lossy(&up[id_at..id_at + id_len]).into_owned());
+    }
+    Parsed::Ready(
+        Box::new(Prepared {
+            entry,
+            host: host.into_owned(),
+            up_head: up,
+            body,
+            client_keep_alive,
+            http10: version == 0,
+            is_head: method == "HEAD",
+            retryable: shared.settings.retry_idempotent
+                && body == Framing::None
+                && !upgrade
+                && idempotent(method),
+            upgrade,
+            access,
+        }),
+        head_len,
+    )
+}
+
+/// Takes an in-flight slot on an endpoint of the app, picking again from a fresh table if the
+/// chosen endpoint was removed meanwhile.
+fn start_on_endpoint(
+    shared: &Shared,
+    host: &str,
+    entry: &mut Arc<AppEntry>,
+    avoid: Option<&Arc<Endpoint>>,
+) -> Option<(Arc<Endpoint>, InFlight)> {
+    for _ in 0..16 {
+        let ep = entry.pick(avoid)?.clone();
+        if let Some(g) = InFlight::start(&ep, &entry.metrics) {
+            return Some((ep, g));
+        }
+        let table = shared.table.load();
+        *entry = table.lookup(host)?.clone();
+    }
+    None
+}
+
+/// Writes `data` to the client; a client that stops reading for the idle timeout is cut.
+async fn write_client(w: &mut WriteHalf<'_>, data: &[u8], idle: Duration) -> io::Result<()> {
+    match tokio::time::timeout(idle, w.write_all(data)).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "client stopped reading",
+        )),
+    }
+}
+
+/// One request and its response.
+async fn exchange(
+    shared: &Shared,
+    stream: &mut TcpStream,
+    buf: &mut Buf,
+    client: &Client,
+    stop: &Stop,
+) -> Next {
+    let started = Instant::now();
+    let settings = &shared.settings;
+    let head_deadline = tokio::time::Instant::from_std(started + settings.header_read_timeout);
+    let (mut cr, mut cw) = stream.split();
+
+    // The head.
+    let (mut prep, head_len) = loop {
+        // Blank lines before a request line are ignored.
+        let blank = buf
+            .pending()
+            .iter()
+            .take_while(|b| **b == b'\r' || **b == b'\n')
+            .count();
+        buf.consume(blank);
+        if !buf.is_empty() {
+            match prepare(shared, client, buf.pending(), started) {
+                Parsed::Ready(p, n) => break (p, n),
+                Parsed::Partial => {}
+                Parsed::Refuse(resp) => {
+                    let _ = write_client(&mut cw, &resp, settings.idle_timeout).await;
+                    return Next::Close;
+                }
+                Parsed::Answer(resp, head_len, keep) => {
+                    buf.consume(head_len);
+                    let sent = write_client(&mut cw, &resp, settings.idle_timeout).await;
+                    return if sent.is_ok() && keep && !stop.is_set() {
+                        Next::KeepAlive
+                    } else {
+                        Next::Close
+                    };
+                }
+            }
+        }
+        match tokio::time::timeout_at(head_deadline, buf.read_from(&mut cr)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            Ok(_) => return Next::Close,
+            Err(_) => {
+                shared
+                    .global
+                    .header_timeouts
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(peer = %client.peer, "closing client connection: header read timeout");
+                return Next::Close;
+            }
+        }
+    };
+    buf.consume(head_len);
+
+    let mut entry = prep.entry.clone();
+    let mut avoid: Option<Arc<Endpoint>> = None;
+    let mut connect_retried = false;
+    let mut pool_retries = 0;
+    loop {
+        let Some((ep, in_flight)) =
+            start_on_endpoint(shared, &prep.host, &mut entry, avoid.as_ref())
+        else {
+            return finish(
+                &mut cw,
+                &entry,
+                &mut prep,
+                started,
+                503,
+                "Service Unavailable",
+                UNAVAILABLE,
+                "no healthy endpoint",
+                settings.idle_timeout,
+            )
+            .await;
+        };
+        let pooled = if pool_retries == 0 {
+            ep.pool.take(settings.pool_idle_timeout)
+        } else {
+            None
+        };
+        let (up, was_pooled) = match pooled {
+            Some(c) => (c, true),
+            None => match upstream::connect(ep.addr, settings.connect_timeout).await {
+                Ok(c) => (c, false),
+                Err(e) => {
+                    drop(in_flight);
+                    entry
+                        .metrics
+                        .upstream_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    ep.eject(now_ms() + settings.ejection_time.as_millis() as u64);
+                    tracing::warn!(app = %entry.route.app, endpoint = %ep.addr, error = %e, "endpoint refused a connection; ejected");
+                    if prep.retryable && !connect_retried {
+                        connect_retried = true;
+                        entry.metrics.retries.fetch_add(1, Ordering::Relaxed);
+                        avoid = Some(ep);
+                        continue;
+                    }
+                    if let Some(a) = prep.access.as_mut() {
+                        a.endpoint = Some(ep.addr);
+                    }
+                    return finish(
+                        &mut cw,
+                        &entry,
+                        &mut prep,
+                        started,
+                        503,
+                        "Service Unavailable",
+                        UNAVAILABLE,
+                        "connect failed",
+                        settings.idle_timeout,
+                    )
+                    .await;
+                }
+            },
+        };
+        let ctx = Exchange {
+            shared,
+            client,
+            stop,
+            started,
+            endpoint: ep,
+            entry: entry.clone(),
+        };
+        match forward(&ctx, &mut cr, &mut cw, buf, up, &mut prep, in_flight).await {
+            Forwarded::Done(next) => return next,
+            Forwarded::NoResponse(e) if was_pooled && prep.retryable && pool_retries < 2 => {
+                // The app closed the idle connection as the request went out: nothing was
+                // answered, and the request is safe to send again.
+                tracing::debug!(endpoint = %ctx.endpoint.addr, error = %e, "pooled connection closed; trying a new one");
+                pool_retries += 1;
+            }
+            Forwarded::NoResponse(e) => {
+                entry
+                    .metrics
+                    .upstream_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(app = %entry.route.app, endpoint = %ctx.endpoint.addr, error = %e, "request to endpoint failed");
+                if let Some(a) = prep.access.as_mut() {
+                    a.endpoint = Some(ctx.endpoint.addr);
+                }
+                let close_after = prep.body != Framing::None;
+                if close_after {
+                    prep.client_keep_alive = false;
+                }
+                let next = finish(
+                    &mut cw,
+                    &entry,
+                    &mut prep,
+                    started,
+                    502,
+                    "Bad Gateway",
+                    BAD_GATEWAY,
+                    "upstream error",
+                    settings.idle_timeout,
+                )
+                .await;
+                return if close_after { Next::Close } else { next };
+            }
+        }
+    }
+}
+
+/// A response made by the router for an app's request (counted and logged).
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    cw: &mut WriteHalf<'_>,
+    entry: &AppEntry,
+    prep: &mut Prepared,
+    started: Instant,
+    status: u16,
+    reason: &str,
+    text: &'static str,
+    note: &'static str,
+    idle: Duration,
+) -> Next {
+    entry.metrics.record(status, started.elapsed());
+    if let Some(mut a) = prep.access.take() {
+        a.status = status;
+        a.note = note;
+        a.bytes = text.len() as u64;
+        a.emit();
+    }
+    let keep = prep.client_keep_alive && prep.body == Framing::None;
+    let resp = page(status, reason, text, !keep);
+    if write_client(cw, &resp, idle).await.is_err() || !keep {
+        Next::Close
+    } else {
+        Next::KeepAlive
+    }
+}
+
+/// What one exchange with an endpoint knows.
+struct Exchange<'a> {
+    shared: &'a Shared,
+    client: &'a Client,
+    stop: &'a Stop,
+    started: Instant,
+    endpoint: Arc<Endpoint>,
+    entry: Arc<AppEntry>,
+}
+
+/// How forwarding a request to one endpoint ended.
+enum Forwarded {
+    /// The exchange is over (answered, or failed after the response started).
+    Done(Next),
+    /// The endpoint gave no response at all (nothing was answered to the client yet).
+    NoResponse(io::Error),
+}
+
+/// Decodes a chunked body incrementally.
+#[derive(Debug, Default)]
+struct Chunked {
+    state: ChunkState,
+    size: u64,
+    digits: u8,
+    meta: usize,
+    line: usize,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    #[default]
+    Size,
+    Ext,
+    SizeLf,
+    Data(u64),
+    DataCr,
+    DataLf,
+    Trailer,
+    Done,
+}
+
+/// A chunked body broke the rules.
+#[derive(Debug)]
+struct BadChunk;
+
+impl Chunked {
+    /// Feeds `input`; data bytes go to `on_data`. Returns how many bytes were consumed (the
+    /// body ends there once `done()`).
+    fn feed(&mut self, input: &[u8], mut on_data: impl FnMut(&[u8])) -> Result<usize, BadChunk> {
+        let mut i = 0;
+        while i < input.len() {
+            let b = input[i];
+            match self.state {
+                ChunkState::Done => return Ok(i),
+                ChunkState::Data(left) => {
+                    let n = ((input.len() - i) as u64).min(left) as usize;
+                    on_data(&input[i..i + n]);
+                    i += n;
+                    self.state = if n as u64 == left {
+                        ChunkState::DataCr
+                    } else {
+                        ChunkState::Data(left - n as u64)
+                    };
+                    continue;
+                }
+                ChunkState::Size => match b {
+                    b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' => {
+                        self.digits += 1;
+                        if self.digits > 15 {
+                            return Err(BadChunk);
+                        }
+                        self.size = self.size * 16 + (b as char).to_digit(16).unwrap_or(0) as u64;
+                    }
+                    b';' | b' ' | b'\t' if self.digits > 0 => self.state = ChunkState::Ext,
+                    b'\r' if self.digits > 0 => self.state = ChunkState::SizeLf,
+                    b'\n' if self.digits > 0 => self.end_size_line(),
+                    _ => return Err(BadChunk),
+                },
+                ChunkState::Ext => match b {
+                    b'\n' => self.end_size_line(),
+                    _ => {
+                        self.meta += 1;
+                        if self.meta > MAX_CHUNK_META {
+                            return Err(BadChunk);
+                        }
+                    }
+                },
+                ChunkState::SizeLf => match b {
+                    b'\n' => self.end_size_line(),
+                    _ => return Err(BadChunk),
+                },
+                ChunkState::DataCr => match b {
+                    b'\r' => self.state = ChunkState::DataLf,
+                    b'\n' => self.next_chunk(),
+                    _ => return Err(BadChunk),
+                },
+                ChunkState::DataLf => match b {
+                    b'\n' => self.next_chunk(),
+                    _ => return Err(BadChunk),
+                },
+                ChunkState::Trailer => {
+                    self.meta += 1;
+                    if self.meta > MAX_CHUNK_META {
+                        return Err(BadChunk);
+                    }
+                    match b {
+                        b'\n' if self.line == 0 => {
+                            self.state = ChunkState::Done;
+                            return Ok(i + 1);
+                        }
+                        b'\n' => self.line = 0,
+                        b'\r' => {}
+                        _ => self.line += 1,
+                    }
+                }
+            }
+            i += 1;
+        }
+        Ok(i)
+    }
+
+    fn done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
+
+    fn end_size_line(&mut self) {
+        if self.size == 0 {
+            self.line = 0;
+            self.state = ChunkState::Trailer;
+        } else {
+            self.state = ChunkState::Data(self.size);
+        }
+    }
+
+    fn next_chunk(&mut self) {
+        self.size = 0;
+        self.digits = 0;
+        self.state = ChunkState::Size;
+    }
+}
+
+/// The state of a request body on its way upstream.
+enum ReqBody {
+    Length(u64),
+    Chunked { dec: Chunked, seen: u64 },
+    Done,
+}
+
+/// Why a request body could not be forwarded.
+enum PumpError {
+    TooLarge,
+    BadChunk,
+    Client(io::Error),
+    Upstream(io::Error),
+}
+
+/// Moves what `buf` holds of the request body into `out` (re-encoded when chunked).
+fn take_body(
+    body: &mut ReqBody,
+    buf: &mut Buf,
+    out: &mut Vec<u8>,
+    limit: Option<u64>,
+) -> Result<(), PumpError> {
+    match body {
+        ReqBody::Done => {}
+        ReqBody::Length(left) => {
+            let n = (buf.len() as u64).min(*left) as usize;
+            out.extend_from_slice(&buf.pending()[..n]);
+            buf.consume(n);
+            *left -= n as u64;
+            if *left == 0 {
+                *body = ReqBody::Done;
+            }
+        }
+        ReqBody::Chunked { dec, seen } => {
+            let mut total = *seen;
+            let n = dec
+                .feed(buf.pending(), |data| {
+                    total += data.len() as u64;
+                    let _ = write!(Out(out), "{:x}\r\n", data.len());
+                    out.extend_from_slice(data);
+                    out.extend_from_slice(b"\r\n");
+                })
+                .map_err(|_| PumpError::BadChunk)?;
+            buf.consume(n);
+            *seen = total;
+            if limit.is_some_and(|l| total > l) {
+                return Err(PumpError::TooLarge);
+            }
+            if dec.done() {
+                out.extend_from_slice(b"0\r\n\r\n");
+                *body = ReqBody::Done;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Forwards the rest of the request body from the client to the endpoint.
+async fn pump(
+    cr: &mut ReadHalf<'_>,
+    buf: &mut Buf,
+    uw: &mut WriteHalf<'_>,
+    body: &mut ReqBody,
+    limit: Option<u64>,
+    idle: Duration,
+) -> Result<(), PumpError> {
+    let mut out = Vec::new();
+    loop {
+        out.clear();
+        take_body(body, buf, &mut out, limit)?;
+        if !out.is_empty() {
+            uw.write_all(&out).await.map_err(PumpError::Upstream)?;
+        }
+        if matches!(body, ReqBody::Done) {
+            return Ok(());
+        }
+        match tokio::time::timeout(idle, buf.read_from(cr)).await {
+            Ok(Ok(0)) => {
+                return Err(PumpError::Client(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "client closed during the request body",
+                )))
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(PumpError::Client(e)),
+            Err(_) => {
+                return Err(PumpError::Client(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "request body stalled",
+                )))
+            }
+        }
+    }
+}
+
+/// A parsed final response head.
+struct RespHead {
+    status: u16,
+    len: usize,
+    framing: Framing,
+    /// The endpoint keeps the connection open after this response.
+    reusable: bool,
+}
+
+/// Reads the response head into `rbuf`, relaying interim (1xx) responses to the client.
+async fn read_response_head(
+    ur: &mut ReadHalf<'_>,
+    rbuf: &mut Buf,
+    cw: &mut WriteHalf<'_>,
+    relay_interim: bool,
+    idle: Duration,
+) -> Result<(RespHead, Vec<u8>), io::Error> {
+    let mut got_any = false;
+    loop {
+        if !rbuf.is_empty() {
+            match parse_response(rbuf.pending())? {
+                Some((head, mut client_head))
+                    if (100..200).contains(&head.status) && head.status != 101 =>
+                {
+                    if relay_interim {
+                        client_head.extend_from_slice(b"\r\n");
+                        write_client(cw, &client_head, idle).await?;
+                    }
+                    rbuf.consume(head.len);
+                    got_any = true;
+                    continue;
+                }
+                Some(pair) => return Ok(pair),
+                None => {
+                    if rbuf.len() > MAX_RESPONSE_HEAD {
+                        return Err(io::Error::other("response head too large"));
+                    }
+                }
+            }
+        }
+        let n = rbuf.read_from(ur).await?;
+        if n == 0 {
+            return Err(if rbuf.is_empty() && !got_any {
+                io::Error::new(io::ErrorKind::ConnectionAborted, "no response")
+            } else {
+                io::Error::new(io::ErrorKind::UnexpectedEof, "response head cut short")
+            });
+        }
+    }
+}
+
+/// Parses a response head; `None` when incomplete. Also returns the head for the client: the
+/// status line and headers minus hop-by-hop ones (framing and `Connection` are added later).
+fn parse_response(data: &[u8]) -> io::Result<Option<(RespHead, Vec<u8>)>> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    let len = match resp.parse(data) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+    };
+    let status = resp.code.unwrap_or(502);
+    let version = resp.version.unwrap_or(1);
+    let headers = resp.headers;
+    let conn = ConnTokens::of(headers);
+    let framing = framing_of(headers, false)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad response framing"))?;
+    let mut out = Vec::with_capacity(len + 64);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    let _ = write!(Out(&mut out), "{status} ");
+    out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let upgrade = status == 101;
+    for h in headers.iter() {
+        let name = h.name;
+        let keep = if upgrade {
+            name.eq_ignore_ascii_case("upgrade")
+                || !(hop_by_hop(name) || name.eq_ignore_ascii_case("content-length"))
+        } else {
+            !(hop_by_hop(name)
+                || conn.names(name)
+                || (framing == Framing::Chunked && name.eq_ignore_ascii_case("content-length")))
+        };
+        if keep {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(h.value);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    if upgrade {
+        out.extend_from_slice(b"connection: upgrade\r\n");
+    }
+    let reusable = version == 1 && !conn.close && framing != Framing::Close;
+    Ok(Some((
+        RespHead {
+            status,
+            len,
+            framing,
+            reusable,
+        },
+        out,
+    )))
+}
+
+/// Sends the prepared request to the endpoint on `up` and relays the response.
+async fn forward(
+    x: &Exchange<'_>,
+    cr: &mut ReadHalf<'_>,
+    cw: &mut WriteHalf<'_>,
+    buf: &mut Buf,
+    mut up: UpstreamConn,
+    prep: &mut Prepared,
+    in_flight: InFlight,
+) -> Forwarded {
+    let settings = &x.shared.settings;
+    let idle = settings.idle_timeout;
+    let limit = settings.max_body_bytes;
+    let mut body = match prep.body {
+        Framing::Length(n) => ReqBody::Length(n),
+        Framing::Chunked => ReqBody::Chunked {
+            dec: Chunked::default(),
+            seen: 0,
+        },
+        _ => ReqBody::Done,
+    };
+    // The head and whatever part of the body is already here, in one write.
+    let mut out = std::mem::take(&mut prep.up_head);
+    let head_len = out.len();
+    let taken = take_body(&mut body, buf, &mut out, limit);
+    let (mut ur, mut uw) = up.stream.split();
+    if let Err(e) = taken {
+        drop(in_flight);
+        return Forwarded::Done(body_refused(x, cw, prep, e).await);
+    }
+    if let Err(e) = uw.write_all(&out).await {
+        // Only a request without a body is retried: keep its head.
+        out.truncate(head_len);
+        prep.up_head = out;
+        return Forwarded::NoResponse(e);
+    }
+    out.truncate(head_len);
+    prep.up_head = out;
+
+    let mut rbuf = Buf::default();
+    let relay_interim = !prep.http10;
+    let mut body_complete = matches!(body, ReqBody::Done);
+    let head = if body_complete {
+        read_response_head(&mut ur, &mut rbuf, cw, relay_interim, idle).await
+    } else {
+        // The body streams up while the response head is awaited: an app may answer early.
+        let outcome = {
+            let pumping = pump(cr, buf, &mut uw, &mut body, limit, idle);
+            let heading = read_response_head(&mut ur, &mut rbuf, cw, relay_interim, idle);
+            tokio::pin!(pumping, heading);
+            tokio::select! {
+                biased;
+                h = &mut heading => Ok(h),
+                p = &mut pumping => match p {
+                    Ok(()) => {
+                        body_complete = true;
+                        Ok(heading.await)
+                    }
+                    Err(PumpError::Upstream(e)) => {
+                        // The app may have answered and closed: read its response.
+                        tracing::debug!(endpoint = %x.endpoint.addr, error = %e, "request body not fully sent");
+                        Ok(heading.await)
+                    }
+                    Err(e) => Err(e),
+                },
+            }
+        };
+        match outcome {
+            Ok(h) => h,
+            Err(e) => {
+                drop(in_flight);
+                return Forwarded::Done(body_refused(x, cw, prep, e).await);
+            }
+        }
+    };
+    let (head, mut client_head) = match head {
+        Ok(h) => h,
+        Err(e) => {
+            drop(in_flight);
+            return Forwarded::NoResponse(e);
+        }
+    };
+    rbuf.consume(head.len);
+    let status = head.status;
+    x.entry.metrics.record(status, x.started.elapsed());
+    if let Some(a) = prep.access.as_mut() {
+        a.status = status;
+        a.endpoint = Some(x.endpoint.addr);
+        a.service_ms = x.started.elapsed().as_millis();
+    }
+
+    if status == 101 {
+        if !prep.upgrade {
+            drop(in_flight);
+            return Forwarded::NoResponse(io::Error::other("101 to a request without Upgrade"));
+        }
+        client_head.extend_from_slice(b"\r\n");
+        client_head.extend_from_slice(rbuf.pending());
+        if write_client(cw, &client_head, idle).await.is_err() {
+            return Forwarded::Done(Next::Close);
+        }
+        let early = buf.pending().to_vec();
+        buf.consume(buf.len());
+        let bytes = tunnel(cr, cw, &mut ur, &mut uw, &early, &x.endpoint).await;
+        drop(in_flight);
+        if let Some(mut a) = prep.access.take() {
+            a.bytes = bytes;
+            a.emit();
+        }
+        return Forwarded::Done(Next::Close);
+    }
+
+    // Framing towards the client.
+    let framing = if prep.is_head || status == 204 || status == 304 {
+        Framing::None
+    } else {
+        head.framing
+    };
+    let dechunk = framing == Framing::Chunked && prep.http10;
+    let client_keep = prep.client_keep_alive
+        && body_complete
+        && !x.stop.is_set()
+        && framing != Framing::Close
+        && !dechunk;
+    if framing == Framing::Chunked && !dechunk {
+        client_head.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    if !client_keep {
+        client_head.extend_from_slice(b"connection: close\r\n");
+    } else if prep.http10 {
+        client_head.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    client_head.extend_from_slice(b"\r\n");
+    let mut out = client_head;
+
+    let mut sent = 0u64;
+    let mut complete = false;
+    let mut dec = Chunked::default();
+    let mut left = match framing {
+        Framing::Length(n) => n,
+        _ => 0,
+    };
+    let mut failed = false;
+    // Body bytes: the ones read with the head first, then as they arrive.
+    loop {
+        match framing {
+            Framing::None => complete = true,
+            Framing::Length(_) => {
+                let n = (rbuf.len() as u64).min(left) as usize;
+                out.extend_from_slice(&rbuf.pending()[..n]);
+                rbuf.consume(n);
+                left -= n as u64;
+                sent += n as u64;
+                complete = left == 0;
+            }
+            Framing::Chunked => {
+                let data = rbuf.pending();
+                let r = if dechunk {
+                    let mut s = 0u64;
+                    let r = dec.feed(data, |d| {
+                        out.extend_from_slice(d);
+                        s += d.len() as u64;
+                    });
+                    sent += s;
+                    r
+                } else {
+                    dec.feed(data, |d| sent += d.len() as u64).inspect(|&n| {
+                        out.extend_from_slice(&data[..n]);
+                    })
+                };
+                match r {
+                    Ok(n) => rbuf.consume(n),
+                    Err(_) => {
+                        failed = true;
+                    }
+                }
+                complete = dec.done();
+            }
+            Framing::Close => {
+                sent += rbuf.len() as u64;
+                out.extend_from_slice(rbuf.pending());
+                rbuf.consume(rbuf.len());
+            }
+        }
+        if !out.is_empty() {
+            if write_client(cw, &out, idle).await.is_err() {
+                failed = true;
+            }
+            out.clear();
+        }
+        if complete || failed {
+            break;
+        }
+        match rbuf.read_from(&mut ur).await {
+            Ok(0) => {
+                if framing == Framing::Close {
+                    complete = true;
+                } else {
+                    failed = true;
+                }
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => {
+                failed = true;
+                break;
+            }
+        }
+    }
+    drop(in_flight);
+    if let Some(mut a) = prep.access.take() {
+        a.bytes = sent;
+        a.aborted = failed;
+        a.emit();
+    }
+    if failed {
+        return Forwarded::Done(Next::Close);
+    }
+    if complete && head.reusable && body_complete && rbuf.is_empty() {
+        x.endpoint.pool.put(up);
+    }
+    Forwarded::Done(if client_keep {
+        Next::KeepAlive
+    } else {
+        Next::Close
+    })
+}
+
+/// Answers a request whose body was refused or lost (the connection closes).
+async fn body_refused(
+    x: &Exchange<'_>,
+    cw: &mut WriteHalf<'_>,
+    prep: &mut Prepared,
+    e: PumpError,
+) -> Next {
+    let idle = x.shared.settings.idle_timeout;
+    let (status, reason, text, note) = match e {
+        PumpError::TooLarge => (413, "Payload Too Large", TOO_LARGE, "body too large"),
+        PumpError::BadChunk => (400, "Bad Request", BAD_CHUNK, "malformed chunked body"),
+        PumpError::Client(e) => {
+            tracing::debug!(peer = %x.client.peer, error = %e, "client request body ended early");
+            x.entry.metrics.record(400, x.started.elapsed());
+            if let Some(mut a) = prep.access.take() {
+                a.status = 400;
+                a.aborted = true;
+                a.note = "client closed";
+                a.emit();
+            }
+            return Next::Close;
+        }
+        PumpError::Upstream(_) => (502, "Bad Gateway", BAD_GATEWAY, "upstream error"),
+    };
+    prep.client_keep_alive = false;
+    finish(
+        cw, &x.entry, prep, x.started, status, reason, text, note, idle,
+    )
+    .await;
+    Next::Close
+}
+
+/// Copies bytes both ways between an upgraded client connection and its endpoint, until one
+/// side closes or the endpoint's drain timeout passes. Returns the bytes sent to the client.
+async fn tunnel(
+    cr: &mut ReadHalf<'_>,
+    cw: &mut WriteHalf<'_>,
+    ur: &mut ReadHalf<'_>,
+    uw: &mut WriteHalf<'_>,
+    early: &[u8],
+    endpoint: &Endpoint,
+) -> u64 {
+    if !early.is_empty() && uw.write_all(early).await.is_err() {
+        return 0;
+    }
+    let closing = endpoint.close_tunnels.notified();
+    tokio::pin!(closing);
+    closing.as_mut().enable();
+    if endpoint.closing.load(Ordering::SeqCst) {
+        return 0;
+    }
+    let mut down = 0u64;
+    let up_copy = async {
+        let r = tokio::io::copy(cr, uw).await;
+        let _ = uw.shutdown().await;
+        r
+    };
+    let down_copy = async {
+        let r = tokio::io::copy(ur, cw).await;
+        let _ = cw.shutdown().await;
+        r
+    };
+    tokio::select! {
+        (_, d) = async { tokio::join!(up_copy, down_copy) } => {
+            if let Ok(n) = d {
+                down = n;
+            }
+        }
+        _ = closing => {
+            tracing::debug!(endpoint = %endpoint.addr, "closing upgraded connection after drain timeout");
+        }
+    }
+    down
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(parts: &[&[u8]]) -> Result<(Vec<u8>, usize, bool), BadChunk> {
+        let mut d = Chunked::default();
+        let mut data = Vec::new();
+        let mut used = 0;
+        for p in parts {
+            used += d.feed(p, |b| data.extend_from_slice(b))?;
+            if d.done() {
+                break;
+            }
+        }
+        Ok((data, used, d.done()))
+    }
+
+    #[test]
+    fn chunked_bodies_decode_split_anywhere() {
+        let msg: &[u8] = b"5;x=y\r\nhello\r\n10\r\n0123456789abcdef\r\n3\nabc\n0\r\nX-T: 1\r\n\r\nGET / HTTP/1.1\r\n";
+        let body_len = msg.len() - b"GET / HTTP/1.1\r\n".len();
+        for split in 0..msg.len() {
+            let (data, used, done) = decode(&[&msg[..split], &msg[split..]]).unwrap();
+            assert!(done, "split at {split}");
+            assert_eq!(data, b"hello0123456789abcdefabc", "split at {split}");
+            assert_eq!(
+                used, body_len,
+                "split at {split}: the next request is left alone"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_chunks_are_refused() {
+        for bad in [
+            &b"zz\r\n"[..],
+            b"\r\n",
+            b"5\r\nhelloXX",
+            b"5\rX",
+            b"1111111111111111\r\n",
+        ] {
+            assert!(
+                decode(&[bad]).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    fn head(lines: &[(&'static str, &'static str)]) -> Vec<httparse::Header<'static>> {
+        lines
+            .iter()
+            .map(|(n, v)| httparse::Header {
+                name: n,
+                value: v.as_bytes(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn request_framing_rules() {
+        let ok = |h: &[(&'static str, &'static str)]| framing_of(&head(h), true).ok();
+        assert_eq!(ok(&[]), Some(Framing::None));
+        assert_eq!(ok(&[("Content-Length", "12")]), Some(Framing::Length(12)));
+        assert_eq!(
+            ok(&[("content-length", "3"), ("Content-Length", "3")]),
+            Some(Framing::Length(3))
+        );
+        assert_eq!(
+            ok(&[("Transfer-Encoding", "chunked")]),
+            Some(Framing::Chunked)
+        );
+        for bad in [
+            &[("content-length", "3"), ("content-length", "4")][..],
+            &[("content-length", "3, 3")],
+            &[("content-length", "+3")],
+            &[("content-length", "")],
+            &[("content-length", "99999999999999999999")],
+            &[("transfer-encoding", "gzip")],
+            &[("transfer-encoding", "chunked, gzip")],
+            &[
+                ("transfer-encoding", "chunked"),
+                ("transfer-encoding", "chunked"),
+            ],
+            &[("transfer-encoding", "chunked"), ("content-length", "3")],
+        ] {
+            assert!(ok(bad).is_none(), "{bad:?}");
+        }
+        // Responses: a final coding other than chunked is read until the connection ends.
+        let resp = |h: &[(&'static str, &'static str)]| framing_of(&head(h), false).ok();
+        assert_eq!(resp(&[]), Some(Framing::Close));
+        assert_eq!(resp(&[("transfer-encoding", "gzip")]), Some(Framing::Close));
+        assert_eq!(
+            resp(&[("transfer-encoding", "gzip, chunked")]),
+            Some(Framing::Chunked)
+        );
+    }
+}

@@ -1,0 +1,259 @@
+//! HTTP/1 details of the data plane, against scripted loopback endpoints: interim responses,
+//! chunked request bodies re-encoded canonically, retries of idempotent requests whose pooled
+//! connection the app had closed, HTTP/1.0 clients, absolute-form targets, and responses
+//! delimited by the connection's end.
+
+mod common;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use paas_core::Router;
+use paas_proxy::ProxySettings;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// An endpoint running `f(connection, index)` for each accepted connection.
+async fn scripted<F, Fut>(f: F) -> SocketAddr
+where
+    F: Fn(TcpStream, usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let f = Arc::new(f);
+    tokio::spawn(async move {
+        let mut n = 0;
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(f(s, n));
+            n += 1;
+        }
+    });
+    addr
+}
+
+/// Reads one request head (up to the blank line); empty at EOF.
+async fn read_head(s: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    let mut b = [0u8; 1];
+    while !out.ends_with(b"\r\n\r\n") {
+        match s.read(&mut b).await {
+            Ok(1) => out.push(b[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Reads from `s` until `needle` appears (at most 5 s).
+async fn read_until(s: &mut TcpStream, needle: &str) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while !String::from_utf8_lossy(&out).contains(needle) {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn expect_100_continue_is_relayed_before_the_body() {
+    let up = Upstream::start("cont").await;
+    let p = Proxy::start(ProxySettings::default()).await;
+    p.router
+        .set_route(route("cont", &[], &[up.addr]))
+        .await
+        .unwrap();
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"POST /echo HTTP/1.1\r\nHost: cont.localhost\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+        .await
+        .unwrap();
+    let interim = read_until(&mut s, "\r\n\r\n").await;
+    assert!(interim.starts_with("HTTP/1.1 100"), "{interim}");
+    s.write_all(b"hello").await.unwrap();
+    let rest = read_until(&mut s, "\r\n\r\n5").await;
+    assert!(rest.starts_with("HTTP/1.1 200"), "{rest}");
+    assert!(rest.ends_with("\r\n\r\n5"), "{rest}");
+}
+
+#[tokio::test]
+async fn chunked_request_bodies_reach_the_app_re_encoded() {
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let log = seen.clone();
+    let addr = scripted(move |mut s, _| {
+        let log = log.clone();
+        async move {
+            let head = read_head(&mut s).await;
+            let body = read_until(&mut s, "0\r\n\r\n").await;
+            log.lock().unwrap().push(format!("{head}{body}"));
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await;
+            let _ = read_head(&mut s).await;
+        }
+    })
+    .await;
+    let p = Proxy::start(ProxySettings::default()).await;
+    p.router
+        .set_route(route("chunk", &[], &[addr]))
+        .await
+        .unwrap();
+    let (out, _) = raw(
+        p.addr,
+        b"POST /x HTTP/1.1\r\nHost: chunk.localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5;ext=\"1\"\r\nhello\r\n3\nabc\n0\r\nX-Trailer: t\r\n\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let got = seen.lock().unwrap().join("");
+    assert!(got.contains("transfer-encoding: chunked\r\n"), "{got}");
+    assert!(
+        got.ends_with("\r\n\r\n5\r\nhello\r\n3\r\nabc\r\n0\r\n\r\n"),
+        "canonical chunks, no extension, no trailer: {got:?}"
+    );
+    // A malformed chunk size is refused and the connection closed.
+    let (out, closed) = raw(
+        p.addr,
+        b"POST /x HTTP/1.1\r\nHost: chunk.localhost\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    assert!(closed);
+    // So is a transfer coding other than chunked.
+    let (out, closed) = raw(
+        p.addr,
+        b"POST /x HTTP/1.1\r\nHost: chunk.localhost\r\nTransfer-Encoding: gzip\r\n\r\nabc",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    assert!(closed);
+}
+
+/// An endpoint that answers the first request on each connection with keep-alive, then closes
+/// the connection without answering when the next request arrives (the race between an app's
+/// keep-alive timeout and a proxy reusing the connection).
+async fn closes_after_one() -> (SocketAddr, Arc<AtomicUsize>) {
+    let answered = Arc::new(AtomicUsize::new(0));
+    let count = answered.clone();
+    let addr = scripted(move |mut s, _| {
+        let count = count.clone();
+        async move {
+            let head = read_head(&mut s).await;
+            if head.is_empty() {
+                return;
+            }
+            count.fetch_add(1, Ordering::SeqCst);
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await;
+            let _ = read_head(&mut s).await;
+            // Closed without an answer.
+        }
+    })
+    .await;
+    (addr, answered)
+}
+
+#[tokio::test]
+async fn idempotent_requests_are_retried_when_the_app_closed_the_pooled_connection() {
+    let (addr, answered) = closes_after_one().await;
+    let p = Proxy::start(ProxySettings::default()).await;
+    p.router
+        .set_route(route("race", &[], &[addr]))
+        .await
+        .unwrap();
+    let cl = client();
+    for i in 0..4 {
+        let r = get(&cl, p.addr, "race.localhost", "/").await;
+        assert_eq!((r.status, r.body.as_str()), (200, "ok"), "request {i}");
+    }
+    assert_eq!(answered.load(Ordering::SeqCst), 4);
+    // A POST is not replayed: the app may have acted on it.
+    let r = send(
+        &cl,
+        p.addr,
+        "POST",
+        "race.localhost",
+        "/",
+        &[],
+        bytes::Bytes::new(),
+    )
+    .await;
+    assert_eq!(r.status, 502);
+}
+
+#[tokio::test]
+async fn http10_clients_and_absolute_form_targets() {
+    let up = Upstream::start("old").await;
+    let p = Proxy::start(ProxySettings::default()).await;
+    p.router
+        .set_route(route("old", &[], &[up.addr]))
+        .await
+        .unwrap();
+    // HTTP/1.0 without keep-alive: answered, then closed.
+    let (out, closed) = raw(p.addr, b"GET / HTTP/1.0\r\nHost: old.localhost\r\n\r\n").await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.ends_with("\r\n\r\nold"), "{out}");
+    assert!(closed);
+    // HTTP/1.0 with keep-alive: the connection stays for a second request.
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.0\r\nHost: old.localhost\r\nConnection: keep-alive\r\n\r\n")
+        .await
+        .unwrap();
+    let first = read_until(&mut s, "\r\n\r\nold").await;
+    assert!(
+        first
+            .to_ascii_lowercase()
+            .contains("connection: keep-alive"),
+        "{first}"
+    );
+    s.write_all(b"GET / HTTP/1.0\r\nHost: old.localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let second = read_until(&mut s, "\r\n\r\nold").await;
+    assert!(second.starts_with("HTTP/1.1 200"), "{second}");
+    // Absolute-form: the authority is the host, whatever `Host` says.
+    let (out, _) = raw(
+        p.addr,
+        b"GET http://old.localhost/headers HTTP/1.1\r\nHost: elsewhere.example\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.contains("\"host\":\"old.localhost\""), "{out}");
+    assert!(
+        out.contains("\"x-forwarded-host\":\"old.localhost\""),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn a_response_without_length_ends_with_the_connection() {
+    let addr = scripted(|mut s, _| async move {
+        let _ = read_head(&mut s).await;
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil the end")
+            .await;
+    })
+    .await;
+    let p = Proxy::start(ProxySettings::default()).await;
+    p.router
+        .set_route(route("eof", &[], &[addr]))
+        .await
+        .unwrap();
+    let (out, closed) = raw(p.addr, b"GET / HTTP/1.1\r\nHost: eof.localhost\r\n\r\n").await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(
+        out.to_ascii_lowercase().contains("connection: close"),
+        "{out}"
+    );
+    assert!(out.ends_with("\r\n\r\nuntil the end"), "{out}");
+    assert!(closed);
+}
