@@ -135,6 +135,13 @@ pub(crate) async fn serve(
     let mut first = true;
     let mut linger = false;
     loop {
+        // Blank lines between requests (some clients send CRLF after a body) are ignored.
+        let blank = buf
+            .pending()
+            .iter()
+            .take_while(|b| **b == b'\r' || **b == b'\n')
+            .count();
+        buf.consume(blank);
         if buf.is_empty() {
             buf.release();
             if stop.is_set() {
@@ -220,6 +227,7 @@ impl std::fmt::Write for Out<'_> {
 const NOT_ALLOWED: &str = "<!doctype html><title>Method not allowed</title><h1>Method not allowed</h1><p>CONNECT is not supported.</p>\n";
 const NOT_FOUND: &str = "<!doctype html><title>No such app</title><h1>No such app</h1><p>No app is routed at this hostname.</p>\n";
 const UNAVAILABLE: &str = "<!doctype html><title>Application unavailable</title><h1>Application unavailable</h1><p>The app has no healthy process right now. Try again shortly.</p>\n";
+const TIMED_OUT: &str = "<!doctype html><title>Gateway timeout</title><h1>Gateway timeout</h1><p>The app did not answer in time.</p>\n";
 const BAD_GATEWAY: &str =
     "<!doctype html><title>Bad gateway</title><h1>Bad gateway</h1><p>The app did not answer.</p>\n";
 const TOO_LARGE: &str = "<!doctype html><title>Payload too large</title><h1>Payload too large</h1><p>The request body is larger than this router accepts.</p>\n";
@@ -467,8 +475,7 @@ fn prepare(shared: &Shared, client: &Client, data: &[u8], started: Instant) -> P
             return refuse(400, "Bad Request", BAD_REQUEST);
         };
         let end = rest.find(['/', '?']).unwrap_or(rest.len());
-        let path = &rest[end..];
-        (if path.is_empty() { "/" } else { path }, Some(&rest[..end]))
+        (&rest[end..], Some(&rest[..end]))
     };
     let mut host_header: Option<&[u8]> = None;
     for h in headers.iter() {
@@ -554,6 +561,10 @@ fn prepare(shared: &Shared, client: &Client, data: &[u8], started: Instant) -> P
     let mut up = Vec::with_capacity(head_len + 256);
     up.extend_from_slice(method.as_bytes());
     up.push(b' ');
+    if !path.starts_with('/') && path != "*" {
+        // Absolute-form without a path (`http://host` or `http://host?q`).
+        up.push(b'/');
+    }
     up.extend_from_slice(path.as_bytes());
     up.extend_from_slice(b" HTTP/1.1\r\n");
     let mut request_id_at = None;
@@ -794,6 +805,31 @@ async fn exchange(
         };
         match forward(&ctx, &mut cr, &mut cw, buf, up, &mut prep, in_flight).await {
             Forwarded::Done(next) => return next,
+            Forwarded::TimedOut => {
+                entry
+                    .metrics
+                    .upstream_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(app = %entry.route.app, endpoint = %ctx.endpoint.addr, timeout = ?settings.response_timeout, "endpoint did not answer in time");
+                if let Some(a) = prep.access.as_mut() {
+                    a.endpoint = Some(ctx.endpoint.addr);
+                }
+                // The request may still be running in the app: the connection is not reused.
+                prep.client_keep_alive = false;
+                finish(
+                    &mut cw,
+                    &entry,
+                    &mut prep,
+                    started,
+                    504,
+                    "Gateway Timeout",
+                    TIMED_OUT,
+                    "response timeout",
+                    settings.idle_timeout,
+                )
+                .await;
+                return Next::Close;
+            }
             Forwarded::NoResponse(e) if was_pooled && prep.retryable && pool_retries < 2 => {
                 // The app closed the idle connection as the request went out: nothing was
                 // answered, and the request is safe to send again.
@@ -876,6 +912,8 @@ enum Forwarded {
     Done(Next),
     /// The endpoint gave no response at all (nothing was answered to the client yet).
     NoResponse(io::Error),
+    /// The endpoint did not answer within the response timeout.
+    TimedOut,
 }
 
 /// Decodes a chunked body incrementally.
@@ -995,6 +1033,7 @@ impl Chunked {
     }
 
     fn next_chunk(&mut self) {
+        self.meta = 0;
         self.size = 0;
         self.digits = 0;
         self.state = ChunkState::Size;
@@ -1072,7 +1111,15 @@ async fn pump(
         out.clear();
         take_body(body, buf, &mut out, limit)?;
         if !out.is_empty() {
-            uw.write_all(&out).await.map_err(PumpError::Upstream)?;
+            match tokio::time::timeout(idle, uw.write_all(&out)).await {
+                Ok(r) => r.map_err(PumpError::Upstream)?,
+                Err(_) => {
+                    return Err(PumpError::Upstream(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the app stopped reading the request body",
+                    )))
+                }
+            }
         }
         if matches!(body, ReqBody::Done) {
             return Ok(());
@@ -1101,8 +1148,9 @@ struct RespHead {
     status: u16,
     len: usize,
     framing: Framing,
-    /// The endpoint keeps the connection open after this response.
-    reusable: bool,
+    /// HTTP/1.1 without `Connection: close`: the endpoint keeps the connection open after a
+    /// response whose end it can mark.
+    keep_alive: bool,
 }
 
 /// Reads the response head into `rbuf`, relaying interim (1xx) responses to the client.
@@ -1175,9 +1223,12 @@ fn parse_response(data: &[u8]) -> io::Result<Option<(RespHead, Vec<u8>)>> {
             name.eq_ignore_ascii_case("upgrade")
                 || !(hop_by_hop(name) || name.eq_ignore_ascii_case("content-length"))
         } else {
-            !(hop_by_hop(name)
-                || conn.names(name)
-                || (framing == Framing::Chunked && name.eq_ignore_ascii_case("content-length")))
+            // A coding other than chunked stays visible to the client (the body is relayed
+            // as is, until the connection ends).
+            (framing == Framing::Close && name.eq_ignore_ascii_case("transfer-encoding"))
+                || !(hop_by_hop(name)
+                    || conn.names(name)
+                    || (framing == Framing::Chunked && name.eq_ignore_ascii_case("content-length")))
         };
         if keep {
             out.extend_from_slice(name.as_bytes());
@@ -1189,13 +1240,12 @@ fn parse_response(data: &[u8]) -> io::Result<Option<(RespHead, Vec<u8>)>> {
     if upgrade {
         out.extend_from_slice(b"connection: upgrade\r\n");
     }
-    let reusable = version == 1 && !conn.close && framing != Framing::Close;
     Ok(Some((
         RespHead {
             status,
             len,
             framing,
-            reusable,
+            keep_alive: version == 1 && !conn.close,
         },
         out,
     )))
@@ -1243,42 +1293,54 @@ async fn forward(
     let mut rbuf = Buf::default();
     let relay_interim = !prep.http10;
     let mut body_complete = matches!(body, ReqBody::Done);
-    let head = if body_complete {
-        read_response_head(&mut ur, &mut rbuf, cw, relay_interim, idle).await
-    } else {
-        // The body streams up while the response head is awaited: an app may answer early.
-        let outcome = {
-            let pumping = pump(cr, buf, &mut uw, &mut body, limit, idle);
-            let heading = read_response_head(&mut ur, &mut rbuf, cw, relay_interim, idle);
-            tokio::pin!(pumping, heading);
+    // The body streams up while the response head is awaited (and, if the app answers early,
+    // while the response streams down): an app may answer before it has read the whole body.
+    let mut pumping =
+        (!body_complete).then(|| Box::pin(pump(cr, buf, &mut uw, &mut body, limit, idle)));
+    let waited = {
+        let heading = tokio::time::timeout(
+            settings.response_timeout,
+            read_response_head(&mut ur, &mut rbuf, cw, relay_interim, idle),
+        );
+        tokio::pin!(heading);
+        loop {
+            let Some(p) = pumping.as_mut() else {
+                break Ok(heading.await);
+            };
             tokio::select! {
                 biased;
-                h = &mut heading => Ok(h),
-                p = &mut pumping => match p {
-                    Ok(()) => {
-                        body_complete = true;
-                        Ok(heading.await)
+                h = &mut heading => break Ok(h),
+                r = p => {
+                    pumping = None;
+                    match r {
+                        Ok(()) => body_complete = true,
+                        Err(PumpError::Upstream(e)) => {
+                            // The app may have answered and closed: read its response.
+                            tracing::debug!(endpoint = %x.endpoint.addr, error = %e, "request body not fully sent");
+                        }
+                        Err(e) => break Err(e),
                     }
-                    Err(PumpError::Upstream(e)) => {
-                        // The app may have answered and closed: read its response.
-                        tracing::debug!(endpoint = %x.endpoint.addr, error = %e, "request body not fully sent");
-                        Ok(heading.await)
-                    }
-                    Err(e) => Err(e),
-                },
+                }
             }
-        };
-        match outcome {
-            Ok(h) => h,
-            Err(e) => {
-                drop(in_flight);
-                return Forwarded::Done(body_refused(x, cw, prep, e).await);
-            }
+        }
+    };
+    let head = match waited {
+        Ok(Ok(h)) => h,
+        Ok(Err(_)) => {
+            drop(pumping);
+            drop(in_flight);
+            return Forwarded::TimedOut;
+        }
+        Err(e) => {
+            drop(pumping);
+            drop(in_flight);
+            return Forwarded::Done(body_refused(x, cw, prep, e).await);
         }
     };
     let (head, mut client_head) = match head {
         Ok(h) => h,
         Err(e) => {
+            drop(pumping);
             drop(in_flight);
             return Forwarded::NoResponse(e);
         }
@@ -1293,6 +1355,7 @@ async fn forward(
     }
 
     if status == 101 {
+        drop(pumping);
         if !prep.upgrade {
             drop(in_flight);
             return Forwarded::NoResponse(io::Error::other("101 to a request without Upgrade"));
@@ -1304,7 +1367,7 @@ async fn forward(
         }
         let early = buf.pending().to_vec();
         buf.consume(buf.len());
-        let bytes = tunnel(cr, cw, &mut ur, &mut uw, &early, &x.endpoint).await;
+        let bytes = tunnel(cr, cw, &mut ur, &mut uw, &early, &x.endpoint, idle).await;
         drop(in_flight);
         if let Some(mut a) = prep.access.take() {
             a.bytes = bytes;
@@ -1320,32 +1383,86 @@ async fn forward(
         head.framing
     };
     let dechunk = framing == Framing::Chunked && prep.http10;
-    let client_keep = prep.client_keep_alive
-        && body_complete
-        && !x.stop.is_set()
-        && framing != Framing::Close
-        && !dechunk;
     if framing == Framing::Chunked && !dechunk {
         client_head.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
+    let keep_if_done =
+        prep.client_keep_alive && !x.stop.is_set() && framing != Framing::Close && !dechunk;
+    // Whether the body is complete is known now unless the app answered early (then the
+    // connection closes: the rest of the body is forwarded but not awaited).
+    let client_keep = keep_if_done && pumping.is_none() && body_complete;
     if !client_keep {
         client_head.extend_from_slice(b"connection: close\r\n");
     } else if prep.http10 {
         client_head.extend_from_slice(b"connection: keep-alive\r\n");
     }
     client_head.extend_from_slice(b"\r\n");
-    let mut out = client_head;
 
+    let relay = relay_body(cw, &mut ur, &mut rbuf, framing, dechunk, client_head, idle);
+    let relayed = match pumping.as_mut() {
+        None => relay.await,
+        Some(p) => {
+            tokio::pin!(relay);
+            let mut pump_done = false;
+            loop {
+                tokio::select! {
+                    biased;
+                    r = &mut relay => break r,
+                    _ = &mut *p, if !pump_done => pump_done = true,
+                }
+            }
+        }
+    };
+    drop(pumping);
+    drop(in_flight);
+    if let Some(mut a) = prep.access.take() {
+        a.bytes = relayed.sent;
+        a.aborted = !relayed.complete;
+        a.emit();
+    }
+    if !relayed.complete {
+        return Forwarded::Done(Next::Close);
+    }
+    let reusable = head.keep_alive && framing != Framing::Close;
+    if reusable && body_complete && rbuf.is_empty() && !x.endpoint.removed.load(Ordering::Relaxed) {
+        x.endpoint.pool.put(up);
+    }
+    Forwarded::Done(if client_keep {
+        Next::KeepAlive
+    } else {
+        Next::Close
+    })
+}
+
+/// How relaying a response body went.
+struct Relayed {
+    /// Body bytes sent to the client.
+    sent: u64,
+    /// The whole body was relayed.
+    complete: bool,
+}
+
+/// Sends `out` (the response head) and the response body to the client, following `framing`;
+/// the body's first bytes may already be in `rbuf`. An endpoint silent for `idle` mid-body is
+/// given up on.
+async fn relay_body(
+    cw: &mut WriteHalf<'_>,
+    ur: &mut ReadHalf<'_>,
+    rbuf: &mut Buf,
+    framing: Framing,
+    dechunk: bool,
+    mut out: Vec<u8>,
+    idle: Duration,
+) -> Relayed {
     let mut sent = 0u64;
-    let mut complete = false;
     let mut dec = Chunked::default();
     let mut left = match framing {
         Framing::Length(n) => n,
         _ => 0,
     };
-    let mut failed = false;
-    // Body bytes: the ones read with the head first, then as they arrive.
     loop {
+        let mut complete = false;
+        let mut failed = false;
         match framing {
             Framing::None => complete = true,
             Framing::Length(_) => {
@@ -1367,15 +1484,12 @@ async fn forward(
                     sent += s;
                     r
                 } else {
-                    dec.feed(data, |d| sent += d.len() as u64).inspect(|&n| {
-                        out.extend_from_slice(&data[..n]);
-                    })
+                    dec.feed(data, |d| sent += d.len() as u64)
+                        .inspect(|&n| out.extend_from_slice(&data[..n]))
                 };
                 match r {
                     Ok(n) => rbuf.consume(n),
-                    Err(_) => {
-                        failed = true;
-                    }
+                    Err(_) => failed = true,
                 }
                 complete = dec.done();
             }
@@ -1392,41 +1506,27 @@ async fn forward(
             out.clear();
         }
         if complete || failed {
-            break;
+            return Relayed {
+                sent,
+                complete: complete && !failed,
+            };
         }
-        match rbuf.read_from(&mut ur).await {
-            Ok(0) => {
-                if framing == Framing::Close {
-                    complete = true;
-                } else {
-                    failed = true;
+        match tokio::time::timeout(idle, rbuf.read_from(ur)).await {
+            Ok(Ok(0)) => {
+                return Relayed {
+                    sent,
+                    complete: framing == Framing::Close,
                 }
-                break;
             }
-            Ok(_) => {}
-            Err(_) => {
-                failed = true;
-                break;
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) | Err(_) => {
+                return Relayed {
+                    sent,
+                    complete: false,
+                }
             }
         }
     }
-    drop(in_flight);
-    if let Some(mut a) = prep.access.take() {
-        a.bytes = sent;
-        a.aborted = failed;
-        a.emit();
-    }
-    if failed {
-        return Forwarded::Done(Next::Close);
-    }
-    if complete && head.reusable && body_complete && rbuf.is_empty() {
-        x.endpoint.pool.put(up);
-    }
-    Forwarded::Done(if client_keep {
-        Next::KeepAlive
-    } else {
-        Next::Close
-    })
 }
 
 /// Answers a request whose body was refused or lost (the connection closes).
@@ -1461,8 +1561,9 @@ async fn body_refused(
     Next::Close
 }
 
-/// Copies bytes both ways between an upgraded client connection and its endpoint, until one
-/// side closes or the endpoint's drain timeout passes. Returns the bytes sent to the client.
+/// Copies bytes both ways between an upgraded client connection and its endpoint, until both
+/// sides close, or one side closed and the other stayed silent for `idle`, or the endpoint's
+/// drain timeout passes. Returns the bytes sent to the client.
 async fn tunnel(
     cr: &mut ReadHalf<'_>,
     cw: &mut WriteHalf<'_>,
@@ -1470,6 +1571,7 @@ async fn tunnel(
     uw: &mut WriteHalf<'_>,
     early: &[u8],
     endpoint: &Endpoint,
+    idle: Duration,
 ) -> u64 {
     if !early.is_empty() && uw.write_all(early).await.is_err() {
         return 0;
@@ -1480,7 +1582,6 @@ async fn tunnel(
     if endpoint.closing.load(Ordering::SeqCst) {
         return 0;
     }
-    let mut down = 0u64;
     let up_copy = async {
         let r = tokio::io::copy(cr, uw).await;
         let _ = uw.shutdown().await;
@@ -1489,19 +1590,33 @@ async fn tunnel(
     let down_copy = async {
         let r = tokio::io::copy(ur, cw).await;
         let _ = cw.shutdown().await;
-        r
+        r.unwrap_or(0)
     };
+    tokio::pin!(up_copy, down_copy);
+    let mut down = None;
     tokio::select! {
-        (_, d) = async { tokio::join!(up_copy, down_copy) } => {
-            if let Ok(n) = d {
-                down = n;
-            }
-        }
-        _ = closing => {
+        _ = &mut up_copy => {}
+        d = &mut down_copy => down = Some(d),
+        _ = &mut closing => {
             tracing::debug!(endpoint = %endpoint.addr, "closing upgraded connection after drain timeout");
+            return 0;
         }
     }
-    down
+    // One side is done: the other gets `idle` to finish (a peer that vanished without a FIN
+    // would otherwise hold the tunnel forever).
+    let rest = async {
+        match down {
+            Some(d) => {
+                let _ = up_copy.await;
+                d
+            }
+            None => down_copy.await,
+        }
+    };
+    tokio::select! {
+        r = tokio::time::timeout(idle, rest) => r.unwrap_or(0),
+        _ = &mut closing => 0,
+    }
 }
 
 #[cfg(test)]

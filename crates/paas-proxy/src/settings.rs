@@ -122,9 +122,15 @@ pub struct ProxySettings {
     /// A request head must arrive within this time from its first byte (and a new connection
     /// must send one within this time): slow clients are cut off. Default 10 s.
     pub header_read_timeout: Duration,
-    /// A keep-alive connection with nothing in flight is closed after this long; a request body
-    /// that stalls this long is cut. Default 60 s.
+    /// A keep-alive connection with nothing in flight is closed after this long. Also the
+    /// longest wait for progress once a request is under way: a request or response body that
+    /// stalls, a client or app that stops reading, and the open side of an upgraded connection
+    /// whose other side closed are cut after this long. Default 60 s.
     pub idle_timeout: Duration,
+    /// An app must start its response (send the status line and headers) within this time after
+    /// the request was sent, or the client gets 504 (like Heroku's 30 s router timeout). Once
+    /// the response has started, each read may wait up to `idle_timeout`. Default 30 s.
+    pub response_timeout: Duration,
     /// Largest request head (request line and headers) accepted; larger gets 431. Default
     /// 16 KiB.
     pub max_header_bytes: usize,
@@ -160,6 +166,7 @@ impl Default for ProxySettings {
             connect_timeout: Duration::from_secs(3),
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            response_timeout: Duration::from_secs(30),
             max_header_bytes: 16 * 1024,
             max_body_bytes: None,
             drain_timeout: Duration::from_secs(30),
@@ -192,6 +199,7 @@ impl ProxySettings {
         positive("connect_timeout", self.connect_timeout)?;
         positive("header_read_timeout", self.header_read_timeout)?;
         positive("idle_timeout", self.idle_timeout)?;
+        positive("response_timeout", self.response_timeout)?;
         positive("drain_timeout", self.drain_timeout)?;
         positive("pool_idle_timeout", self.pool_idle_timeout)?;
         if !(1024..=1024 * 1024).contains(&self.max_header_bytes) {

@@ -257,3 +257,101 @@ async fn a_response_without_length_ends_with_the_connection() {
     assert!(out.ends_with("\r\n\r\nuntil the end"), "{out}");
     assert!(closed);
 }
+
+#[tokio::test]
+async fn an_app_that_does_not_answer_in_time_gives_504() {
+    let addr = scripted(|mut s, _| async move {
+        let _ = read_head(&mut s).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    })
+    .await;
+    let mut settings = ProxySettings::default();
+    settings.response_timeout = Duration::from_millis(300);
+    let p = Proxy::start(settings).await;
+    p.router
+        .set_route(route("mute", &[], &[addr]))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let (out, closed) = raw(p.addr, b"GET / HTTP/1.1\r\nHost: mute.localhost\r\n\r\n").await;
+    assert!(out.starts_with("HTTP/1.1 504"), "{out}");
+    assert!(closed);
+    assert!(started.elapsed() < Duration::from_secs(4));
+    assert_eq!(p.router.in_flight(addr), 0, "the request no longer counts");
+}
+
+#[tokio::test]
+async fn an_app_streaming_its_answer_while_reading_the_upload_gets_all_of_it() {
+    // Like `req.pipe(res)`: the response head goes out after the first body bytes, and each
+    // body piece read is echoed back at once, as a chunk.
+    let addr = scripted(|mut s, _| async move {
+        let head = read_head(&mut s).await;
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        let mut buf = vec![0u8; 8192];
+        let mut first = true;
+        let mut left = len;
+        while left > 0 {
+            let n = s.read(&mut buf[..left.min(8192)]).await.unwrap();
+            if n == 0 {
+                return;
+            }
+            left -= n;
+            if first {
+                s.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+                    .await
+                    .unwrap();
+                first = false;
+            }
+            let mut chunk = format!("{n:x}\r\n").into_bytes();
+            chunk.extend_from_slice(&buf[..n]);
+            chunk.extend_from_slice(b"\r\n");
+            s.write_all(&chunk).await.unwrap();
+        }
+        let _ = s.write_all(b"0\r\n\r\n").await;
+        let _ = read_head(&mut s).await;
+    })
+    .await;
+    let p = Proxy::start(ProxySettings::default()).await;
+    p.router
+        .set_route(route("pipe", &[], &[addr]))
+        .await
+        .unwrap();
+    let body = vec![b'x'; 4 << 20];
+    let s = TcpStream::connect(p.addr).await.unwrap();
+    let (mut r, mut w) = s.into_split();
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: pipe.localhost\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let writer = tokio::spawn(async move {
+        w.write_all(head.as_bytes()).await.unwrap();
+        w.write_all(&body).await.unwrap();
+        w
+    });
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    let done = tokio::time::timeout(Duration::from_secs(20), async {
+        while !got.ends_with(b"\r\n0\r\n\r\n") {
+            let n = r.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    assert!(done.is_ok(), "stalled after {} bytes", got.len());
+    let _w = writer.await.unwrap();
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.starts_with("HTTP/1.1 200"),
+        "{}",
+        &text[..100.min(text.len())]
+    );
+    let echoed = text.bytes().filter(|b| *b == b'x').count();
+    assert_eq!(echoed, 4 << 20, "the whole upload came back");
+}
