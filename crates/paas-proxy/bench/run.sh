@@ -2,8 +2,8 @@
 # Benchmark: paas-proxy vs nginx vs HAProxy, one worker each, same origin, same wrk client.
 # Traffic only to 127.0.0.1. Not a test: run by hand, once, on a quiet machine.
 #
-#   crates/paas-proxy/bench/run.sh            # DURATION=8 CONNS=32 IDLE_CONNS=2000 by default
-#   DURATION=4 IDLE_CONNS=1000 crates/paas-proxy/bench/run.sh   # a shorter run while iterating
+#   crates/paas-proxy/bench/run.sh      # DURATION=5 ROUNDS=3 CONNS=32 IDLE_CONNS=2000 by default
+#   DURATION=3 ROUNDS=1 IDLE_CONNS=1000 crates/paas-proxy/bench/run.sh  # shorter, while iterating
 #   BASE_BIN=/tmp/old-standalone crates/paas-proxy/bench/run.sh # also measure an older build
 #                                                               # ("base" row), in the same run
 #
@@ -14,7 +14,8 @@
 # CPU per request is the steadier figure). Prints a table and the ratios of paas-proxy to each.
 set -euo pipefail
 
-DURATION=${DURATION:-8}
+DURATION=${DURATION:-5}
+ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-32}
 IDLE_CONNS=${IDLE_CONNS:-2000}
 ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
@@ -63,6 +64,8 @@ http {
 CONF
 nginx -c "$WORK/origin.conf" -p "$WORK"
 
+# Each proxy does the same work per request: the forwarded headers paas-proxy sets
+# (X-Forwarded-For/-Proto/-Host/-Port) and a request id.
 # --- nginx as the proxy, one worker, keep-alive upstream pool --------------------------------
 cat > "$WORK/nginx.conf" <<CONF
 worker_processes 1;
@@ -84,6 +87,10 @@ http {
             proxy_set_header Connection "";
             proxy_set_header Host \$host;
             proxy_set_header X-Forwarded-For \$remote_addr;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_set_header X-Forwarded-Host \$http_host;
+            proxy_set_header X-Forwarded-Port \$server_port;
+            proxy_set_header X-Request-Id \$request_id;
         }
     }
 }
@@ -105,6 +112,11 @@ defaults
     timeout http-keep-alive 300s
 frontend fe
     bind 127.0.0.1:$HAPROXY_PORT
+    http-request set-header X-Forwarded-Proto http
+    http-request set-header X-Forwarded-Host %[req.hdr(host)]
+    http-request set-header X-Forwarded-Port %[dst_port]
+    unique-id-format %{+X}o%ci%cp%fi%fp%Ts%rt%pid
+    unique-id-header X-Request-Id
     default_backend be
 backend be
     http-reuse always
@@ -201,30 +213,51 @@ measure_rss() { # pid port -> KiB per idle connection
 }
 
 declare -A KA CLOSE P50 P99 RSS CPU
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+proxy_of() { # name -> "port pid"
+    case $1 in
+        nginx) echo "$NGINX_PORT $NGINX_WORKER" ;;
+        haproxy) echo "$HAPROXY_PORT $HAPROXY_PID" ;;
+        paas) echo "$PAAS_PORT $PAAS_PID" ;;
+        base) echo "$BASE_PORT $BASE_PID" ;;
+    esac
+}
 echo "origin alone, c=1..."
 run_wrk $ORIGIN_PORT 1 "" "$WORK/origin-c1.txt"
 ORIGIN_P50=$(pct 50% <"$WORK/origin-c1.txt")
 ORIGIN_P99=$(pct 99% <"$WORK/origin-c1.txt")
 
+# The proxies take turns, ROUNDS times, and each figure is the median of its rounds: on a
+# small shared machine, throughput drifts over a run, and turns keep the drift from favouring
+# whichever proxy happens to run first.
+declare -A R_KA R_CLOSE R_P50 R_P99 R_CPU
+for round in $(seq 1 "$ROUNDS"); do
+    for name in $NAMES; do
+        read -r port pid <<<"$(proxy_of "$name")"
+        echo "round $round/$ROUNDS, $name: keep-alive c=$CONNS, Connection: close c=$CONNS, c=1..."
+        out="$WORK/$name-$round"
+        ticks=$(cpu_ticks "$pid")
+        run_wrk "$port" "$CONNS" "" "$out-ka.txt"
+        R_CPU[$name]+=" $(cpu_us_per_req "$ticks" "$(cpu_ticks "$pid")" "$out-ka.txt")"
+        R_KA[$name]+=" $(rps <"$out-ka.txt")"
+        run_wrk "$port" "$CONNS" "Connection: close" "$out-close.txt"
+        R_CLOSE[$name]+=" $(rps <"$out-close.txt")"
+        sleep 2 # let TIME_WAIT settle a little
+        run_wrk "$port" 1 "" "$out-c1.txt"
+        R_P50[$name]+=" $(pct 50% <"$out-c1.txt")"
+        R_P99[$name]+=" $(pct 99% <"$out-c1.txt")"
+    done
+done
 for name in $NAMES; do
-    case $name in
-        nginx) port=$NGINX_PORT pid=$NGINX_WORKER ;;
-        haproxy) port=$HAPROXY_PORT pid=$HAPROXY_PID ;;
-        paas) port=$PAAS_PORT pid=$PAAS_PID ;;
-        base) port=$BASE_PORT pid=$BASE_PID ;;
-    esac
-    echo "$name: keep-alive c=$CONNS, Connection: close c=$CONNS, c=1, idle connections..."
-    ticks=$(cpu_ticks "$pid")
-    run_wrk "$port" "$CONNS" "" "$WORK/$name-ka.txt"
-    CPU[$name]=$(cpu_us_per_req "$ticks" "$(cpu_ticks "$pid")" "$WORK/$name-ka.txt")
-    KA[$name]=$(rps <"$WORK/$name-ka.txt")
-    run_wrk "$port" "$CONNS" "Connection: close" "$WORK/$name-close.txt"
-    CLOSE[$name]=$(rps <"$WORK/$name-close.txt")
-    sleep 2 # let TIME_WAIT settle a little
-    run_wrk "$port" 1 "" "$WORK/$name-c1.txt"
-    P50[$name]=$(pct 50% <"$WORK/$name-c1.txt")
-    P99[$name]=$(pct 99% <"$WORK/$name-c1.txt")
+    read -r port pid <<<"$(proxy_of "$name")"
+    KA[$name]=$(median <<<"${R_KA[$name]}")
+    CLOSE[$name]=$(median <<<"${R_CLOSE[$name]}")
+    P50[$name]=$(median <<<"${R_P50[$name]}")
+    P99[$name]=$(median <<<"${R_P99[$name]}")
+    CPU[$name]=$(median <<<"${R_CPU[$name]}")
+    echo "$name: idle connections..."
     RSS[$name]=$(measure_rss "$pid" "$port")
+    echo "  rounds: keep-alive r/s${R_KA[$name]}; close r/s${R_CLOSE[$name]}; p50${R_P50[$name]}; CPU us/req${R_CPU[$name]}"
 done
 
 echo

@@ -16,10 +16,12 @@
 //! ends (no request smuggling through extensions, bare line feeds or trailers).
 
 use std::fmt::Write as _;
+use std::future::Future as _;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use http::Method;
@@ -121,7 +123,19 @@ impl Buf {
 #[derive(Debug, PartialEq, Eq)]
 enum Next {
     KeepAlive,
+    /// Close: the request was read whole, nothing more is expected from the client.
     Close,
+    /// Close, but the client may still be sending (a refused request, a body not read to its
+    /// end): read and drop its bytes for a moment first, so that the answer is not destroyed
+    /// by a reset.
+    Linger,
+}
+
+/// Why an idle connection's wait ended.
+enum Wake {
+    Readable,
+    Stop,
+    Timeout,
 }
 
 /// Serves one client connection until it closes, times out, or `stop` is set.
@@ -155,15 +169,32 @@ pub(crate) async fn serve(
             } else {
                 (shared.settings.idle_timeout, &shared.global.idle_timeouts)
             };
-            let ready = tokio::select! {
-                biased;
-                r = tokio::time::timeout(wait, stream.readable()) => r,
-                _ = stop.wait() => break,
-            };
-            match ready {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => break,
-                Err(_) => {
+            // One hand-written wait (no per-future waiter node for the socket: the reactor's
+            // read-readiness slot is enough), so the idle task stays small.
+            let sleep = tokio::time::sleep(wait);
+            let stopped = stop.wait();
+            tokio::pin!(sleep, stopped);
+            let woke = std::future::poll_fn(|cx| {
+                if let Poll::Ready(r) = stream.poll_read_ready(cx) {
+                    return Poll::Ready(if r.is_ok() {
+                        Wake::Readable
+                    } else {
+                        Wake::Stop
+                    });
+                }
+                if stopped.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Wake::Stop);
+                }
+                if sleep.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Wake::Timeout);
+                }
+                Poll::Pending
+            })
+            .await;
+            match woke {
+                Wake::Readable => {}
+                Wake::Stop => break,
+                Wake::Timeout => {
                     counter.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(peer = %client.peer, "closing client connection: {}", if first { "header read timeout" } else { "idle timeout" });
                     break;
@@ -172,9 +203,18 @@ pub(crate) async fn serve(
         }
         first = false;
         let next = Box::pin(exchange(&shared, &mut stream, &mut buf, &client, &stop)).await;
-        if next == Next::Close {
-            linger = true;
-            break;
+        match next {
+            Next::KeepAlive => {}
+            Next::Close => {
+                // Pipelined requests after a `Connection: close` one are dropped: read the
+                // rest, as for a refused request, so the answer is not reset away.
+                linger = !buf.is_empty();
+                break;
+            }
+            Next::Linger => {
+                linger = true;
+                break;
+            }
         }
     }
     if linger {
@@ -705,7 +745,7 @@ async fn exchange(
                 Parsed::Partial => {}
                 Parsed::Refuse(resp) => {
                     let _ = write_client(&mut cw, &resp, settings.idle_timeout).await;
-                    return Next::Close;
+                    return Next::Linger;
                 }
                 Parsed::Answer(resp, head_len, keep) => {
                     buf.consume(head_len);
@@ -828,7 +868,11 @@ async fn exchange(
                     settings.idle_timeout,
                 )
                 .await;
-                return Next::Close;
+                return if prep.body == Framing::None {
+                    Next::Close
+                } else {
+                    Next::Linger
+                };
             }
             Forwarded::NoResponse(e) if was_pooled && prep.retryable && pool_retries < 2 => {
                 // The app closed the idle connection as the request went out: nothing was
@@ -861,7 +905,7 @@ async fn exchange(
                     settings.idle_timeout,
                 )
                 .await;
-                return if close_after { Next::Close } else { next };
+                return if close_after { Next::Linger } else { next };
             }
         }
     }
@@ -889,7 +933,10 @@ async fn finish(
     }
     let keep = prep.client_keep_alive && prep.body == Framing::None;
     let resp = page(status, reason, text, !keep);
-    if write_client(cw, &resp, idle).await.is_err() || !keep {
+    if prep.body != Framing::None {
+        let _ = write_client(cw, &resp, idle).await;
+        Next::Linger
+    } else if write_client(cw, &resp, idle).await.is_err() || !keep {
         Next::Close
     } else {
         Next::KeepAlive
@@ -1421,7 +1468,11 @@ async fn forward(
         a.emit();
     }
     if !relayed.complete {
-        return Forwarded::Done(Next::Close);
+        return Forwarded::Done(if body_complete {
+            Next::Close
+        } else {
+            Next::Linger
+        });
     }
     let reusable = head.keep_alive && framing != Framing::Close;
     if reusable && body_complete && rbuf.is_empty() && !x.endpoint.removed.load(Ordering::Relaxed) {
@@ -1429,8 +1480,10 @@ async fn forward(
     }
     Forwarded::Done(if client_keep {
         Next::KeepAlive
-    } else {
+    } else if body_complete {
         Next::Close
+    } else {
+        Next::Linger
     })
 }
 
@@ -1549,7 +1602,7 @@ async fn body_refused(
                 a.note = "client closed";
                 a.emit();
             }
-            return Next::Close;
+            return Next::Linger;
         }
         PumpError::Upstream(_) => (502, "Bad Gateway", BAD_GATEWAY, "upstream error"),
     };
@@ -1558,7 +1611,7 @@ async fn body_refused(
         cw, &x.entry, prep, x.started, status, reason, text, note, idle,
     )
     .await;
-    Next::Close
+    Next::Linger
 }
 
 /// Copies bytes both ways between an upgraded client connection and its endpoint, until both
@@ -1715,5 +1768,29 @@ mod tests {
             resp(&[("transfer-encoding", "gzip, chunked")]),
             Some(Framing::Chunked)
         );
+    }
+}
+
+#[cfg(test)]
+mod footprint {
+    use super::*;
+
+    /// What an idle keep-alive connection costs is mostly its task's future: keep it small
+    /// (the exchange and the closing linger are boxed, buffers are freed while idle).
+    #[tokio::test]
+    async fn an_idle_connection_task_stays_small() {
+        let router = crate::ProxyRouter::new(crate::ProxySettings::default()).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let fut = serve(
+            router.shared.clone(),
+            stream,
+            Client::new(addr, addr.port()),
+            Arc::new(Stop::default()),
+        );
+        let size = std::mem::size_of_val(&fut);
+        eprintln!("serve future: {size} bytes");
+        assert!(size <= 512, "serve future is {size} bytes");
     }
 }
