@@ -18,7 +18,7 @@
 use std::fmt::Write as _;
 use std::future::Future as _;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::Poll;
@@ -49,7 +49,9 @@ const LINGER: Duration = Duration::from_secs(2);
 /// Per-connection constants.
 #[derive(Debug)]
 pub(crate) struct Client {
-    pub(crate) peer: SocketAddr,
+    /// The client's address (the port is left out: it is not logged, and an idle
+    /// connection's task is kept small).
+    pub(crate) peer: IpAddr,
     /// `x-forwarded-for`, `-proto` and `-port` lines, computed once per connection.
     forwarded: Box<[u8]>,
 }
@@ -61,7 +63,7 @@ impl Client {
             peer.ip()
         );
         Client {
-            peer,
+            peer: peer.ip(),
             forwarded: forwarded.into_bytes().into_boxed_slice(),
         }
     }
@@ -147,6 +149,7 @@ pub(crate) async fn serve(
 ) {
     let mut buf = Buf::default();
     let mut first = true;
+    let accepted = Instant::now();
     let mut linger = false;
     loop {
         // Blank lines between requests (some clients send CRLF after a body) are ignored.
@@ -201,8 +204,19 @@ pub(crate) async fn serve(
                 }
             }
         }
+        // The header read timeout runs from the first byte of each request head, and for the
+        // first request from the connection's start.
+        let head_started = if first { accepted } else { Instant::now() };
         first = false;
-        let next = Box::pin(exchange(&shared, &mut stream, &mut buf, &client, &stop)).await;
+        let next = Box::pin(exchange(
+            &shared,
+            &mut stream,
+            &mut buf,
+            &client,
+            &stop,
+            head_started,
+        ))
+        .await;
         match next {
             Next::KeepAlive => {}
             Next::Close => {
@@ -404,6 +418,24 @@ fn framing_of(headers: &[httparse::Header<'_>], request: bool) -> Result<Framing
     }
 }
 
+/// `Forwarded` and `X-Forwarded-*`, also spelled with underscores (which some frameworks map to
+/// the same name): only the proxy sets them.
+fn forwarded_family(name: &str) -> bool {
+    let same = |a: &[u8], b: &[u8]| {
+        a.len() == b.len()
+            && a.iter().zip(b).all(|(x, y)| {
+                let x = if *x == b'_' {
+                    b'-'
+                } else {
+                    x.to_ascii_lowercase()
+                };
+                x == *y
+            })
+    };
+    let n = name.as_bytes();
+    same(n, b"forwarded") || (n.len() > 12 && same(&n[..12], b"x-forwarded-"))
+}
+
 fn idempotent(m: &str) -> bool {
     matches!(m, "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE")
 }
@@ -566,7 +598,7 @@ fn prepare(shared: &Shared, client: &Client, data: &[u8], started: Instant) -> P
         path: path.chars().take(512).collect(),
         host: Some(String::from_utf8_lossy(raw_host).into_owned()),
         request_id: None,
-        client: client.peer.ip(),
+        client: client.peer,
         endpoint: None,
         status: 0,
         started,
@@ -613,8 +645,7 @@ fn prepare(shared: &Shared, client: &Client, data: &[u8], started: Instant) -> P
         if hop_by_hop(name)
             || conn.names(name)
             || name.eq_ignore_ascii_case("content-length")
-            || name.eq_ignore_ascii_case("forwarded")
-            || (name.len() > 12 && name[..12].eq_ignore_ascii_case("x-forwarded-"))
+            || forwarded_family(name)
             || (authority.is_some() && name.eq_ignore_ascii_case("host"))
         {
             continue;
@@ -724,10 +755,11 @@ async fn exchange(
     buf: &mut Buf,
     client: &Client,
     stop: &Stop,
+    head_started: Instant,
 ) -> Next {
     let started = Instant::now();
     let settings = &shared.settings;
-    let head_deadline = tokio::time::Instant::from_std(started + settings.header_read_timeout);
+    let head_deadline = tokio::time::Instant::from_std(head_started + settings.header_read_timeout);
     let (mut cr, mut cw) = stream.split();
 
     // The head.
@@ -1537,8 +1569,20 @@ async fn relay_body(
                     sent += s;
                     r
                 } else {
-                    dec.feed(data, |d| sent += d.len() as u64)
-                        .inspect(|&n| out.extend_from_slice(&data[..n]))
+                    // Re-encoded canonically, like request bodies: a client (or a proxy in
+                    // front) never has to agree with this decoder's leniency.
+                    let mut s = 0u64;
+                    let r = dec.feed(data, |d| {
+                        let _ = write!(Out(&mut out), "{:x}\r\n", d.len());
+                        out.extend_from_slice(d);
+                        out.extend_from_slice(b"\r\n");
+                        s += d.len() as u64;
+                    });
+                    sent += s;
+                    if dec.done() {
+                        out.extend_from_slice(b"0\r\n\r\n");
+                    }
+                    r
                 };
                 match r {
                     Ok(n) => rbuf.consume(n),

@@ -355,3 +355,22 @@ async fn an_app_streaming_its_answer_while_reading_the_upload_gets_all_of_it() {
     let echoed = text.bytes().filter(|b| *b == b'x').count();
     assert_eq!(echoed, 4 << 20, "the whole upload came back");
 }
+
+#[tokio::test]
+async fn forwarded_headers_spelled_with_underscores_are_dropped_too() {
+    let up = Upstream::start("fwd").await;
+    let p = Proxy::start(ProxySettings::default()).await;
+    p.router
+        .set_route(route("fwd", &[], &[up.addr]))
+        .await
+        .unwrap();
+    let (out, _) = raw(
+        p.addr,
+        b"GET /headers HTTP/1.1\r\nHost: fwd.localhost\r\nX_Forwarded_For: 6.6.6.6\r\nx_forwarded_proto: https\r\nForwarded: for=6.6.6.6\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(!out.contains("6.6.6.6"), "{out}");
+    assert!(!out.contains("https"), "{out}");
+    assert!(out.contains("\"x-forwarded-for\":\"127.0.0.1\""), "{out}");
+}
