@@ -60,10 +60,10 @@ impl Client {
     pub(crate) fn new(peer: SocketAddr, port: u16) -> Self {
         let forwarded = format!(
             "x-forwarded-for: {}\r\nx-forwarded-proto: http\r\nx-forwarded-port: {port}\r\n",
-            peer.ip()
+            peer.ip().to_canonical()
         );
         Client {
-            peer: peer.ip(),
+            peer: peer.ip().to_canonical(),
             forwarded: forwarded.into_bytes().into_boxed_slice(),
         }
     }
@@ -125,6 +125,8 @@ impl Buf {
 #[derive(Debug, PartialEq, Eq)]
 enum Next {
     KeepAlive,
+    /// Only blank lines came: wait again, as before the exchange.
+    Idle,
     /// Close: the request was read whole, nothing more is expected from the client.
     Close,
     /// Close, but the client may still be sending (a refused request, a body not read to its
@@ -207,7 +209,6 @@ pub(crate) async fn serve(
         // The header read timeout runs from the first byte of each request head, and for the
         // first request from the connection's start.
         let head_started = if first { accepted } else { Instant::now() };
-        first = false;
         let next = Box::pin(exchange(
             &shared,
             &mut stream,
@@ -217,8 +218,11 @@ pub(crate) async fn serve(
             head_started,
         ))
         .await;
+        if next != Next::Idle {
+            first = false;
+        }
         match next {
-            Next::KeepAlive => {}
+            Next::KeepAlive | Next::Idle => {}
             Next::Close => {
                 // Pipelined requests after a `Connection: close` one are dropped: read the
                 // rest, as for a refused request, so the answer is not reset away.
@@ -763,6 +767,7 @@ async fn exchange(
     let (mut cr, mut cw) = stream.split();
 
     // The head.
+    let mut read_any = false;
     let (mut prep, head_len) = loop {
         // Blank lines before a request line are ignored.
         let blank = buf
@@ -771,6 +776,11 @@ async fn exchange(
             .take_while(|b| **b == b'\r' || **b == b'\n')
             .count();
         buf.consume(blank);
+        if buf.is_empty() && read_any && blank > 0 {
+            // Nothing but blank lines (some clients send CRLF after a body): the connection
+            // is idle again, not inside a request head.
+            return Next::Idle;
+        }
         if !buf.is_empty() {
             match prepare(shared, client, buf.pending(), started) {
                 Parsed::Ready(p, n) => break (p, n),
@@ -791,7 +801,7 @@ async fn exchange(
             }
         }
         match tokio::time::timeout_at(head_deadline, buf.read_from(&mut cr)).await {
-            Ok(Ok(n)) if n > 0 => {}
+            Ok(Ok(n)) if n > 0 => read_any = true,
             Ok(_) => return Next::Close,
             Err(_) => {
                 shared
@@ -1360,7 +1370,14 @@ async fn forward(
         drop(in_flight);
         return Forwarded::Done(body_refused(x, cw, prep, e).await);
     }
-    if let Err(e) = uw.write_all(&out).await {
+    let written = match tokio::time::timeout(idle, uw.write_all(&out)).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the app does not read the request",
+        )),
+    };
+    if let Err(e) = written {
         // Only a request without a body is retried: keep its head.
         out.truncate(head_len);
         prep.up_head = out;
@@ -1377,20 +1394,27 @@ async fn forward(
     let mut pumping =
         (!body_complete).then(|| Box::pin(pump(cr, buf, &mut uw, &mut body, limit, idle)));
     let waited = {
-        let heading = tokio::time::timeout(
-            settings.response_timeout,
-            read_response_head(&mut ur, &mut rbuf, cw, relay_interim, idle),
-        );
-        tokio::pin!(heading);
+        let heading = read_response_head(&mut ur, &mut rbuf, cw, relay_interim, idle);
+        // The response timeout runs once the request is sent whole (an upload may take
+        // longer; a stalled one is cut by the pump's idle timeouts).
+        let deadline = tokio::time::sleep(settings.response_timeout);
+        tokio::pin!(heading, deadline);
         loop {
             let Some(p) = pumping.as_mut() else {
-                break Ok(heading.await);
+                break tokio::select! {
+                    biased;
+                    h = &mut heading => Ok(Ok(h)),
+                    _ = &mut deadline => Ok(Err(())),
+                };
             };
             tokio::select! {
                 biased;
-                h = &mut heading => break Ok(h),
+                h = &mut heading => break Ok(Ok(h)),
                 r = p => {
                     pumping = None;
+                    deadline
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + settings.response_timeout);
                     match r {
                         Ok(()) => body_complete = true,
                         Err(PumpError::Upstream(e)) => {
@@ -1487,7 +1511,10 @@ async fn forward(
                 tokio::select! {
                     biased;
                     r = &mut relay => break r,
-                    _ = &mut *p, if !pump_done => pump_done = true,
+                    r = &mut *p, if !pump_done => {
+                        pump_done = true;
+                        body_complete = r.is_ok();
+                    }
                 }
             }
         }
@@ -1506,7 +1533,11 @@ async fn forward(
             Next::Linger
         });
     }
-    let reusable = head.keep_alive && framing != Framing::Close;
+    // A body the app declared for a HEAD/204/304 answer is not read: if the app sends one
+    // anyway (a common bug), the bytes would be taken for the next response. Not reused.
+    let skipped_body =
+        framing == Framing::None && matches!(head.framing, Framing::Length(_) | Framing::Chunked);
+    let reusable = head.keep_alive && framing != Framing::Close && !skipped_body;
     if reusable && body_complete && rbuf.is_empty() && !x.endpoint.removed.load(Ordering::Relaxed) {
         x.endpoint.pool.put(up);
     }

@@ -185,6 +185,8 @@ impl ProxySettings {
         fn positive(name: &str, d: Duration) -> Result<()> {
             if d.is_zero() {
                 Err(Error::invalid(format!("{name} must be greater than zero")))
+            } else if d > Duration::from_secs(30 * 24 * 3600) {
+                Err(Error::invalid(format!("{name} must be at most 30 days")))
             } else {
                 Ok(())
             }
@@ -202,6 +204,9 @@ impl ProxySettings {
         positive("response_timeout", self.response_timeout)?;
         positive("drain_timeout", self.drain_timeout)?;
         positive("pool_idle_timeout", self.pool_idle_timeout)?;
+        if self.ejection_time > Duration::from_secs(30 * 24 * 3600) {
+            return Err(Error::invalid("ejection_time must be at most 30 days"));
+        }
         if !(1024..=1024 * 1024).contains(&self.max_header_bytes) {
             return Err(Error::invalid(
                 "max_header_bytes must be between 1024 and 1048576",

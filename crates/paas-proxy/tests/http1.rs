@@ -374,3 +374,111 @@ async fn forwarded_headers_spelled_with_underscores_are_dropped_too() {
     assert!(!out.contains("https"), "{out}");
     assert!(out.contains("\"x-forwarded-for\":\"127.0.0.1\""), "{out}");
 }
+
+#[tokio::test]
+async fn a_slow_upload_is_not_cut_by_the_response_timeout() {
+    let up = Upstream::start("upl").await;
+    let mut settings = ProxySettings::default();
+    settings.response_timeout = Duration::from_millis(300);
+    let p = Proxy::start(settings).await;
+    p.router
+        .set_route(route("upl", &[], &[up.addr]))
+        .await
+        .unwrap();
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"POST /echo HTTP/1.1\r\nHost: upl.localhost\r\nContent-Length: 10\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    // One byte every 100 ms: the upload takes three response timeouts.
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        s.write_all(b"x").await.unwrap();
+    }
+    let out = read_until(&mut s, "\r\n\r\n10").await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.ends_with("\r\n\r\n10"), "{out}");
+}
+
+#[tokio::test]
+async fn a_body_sent_after_a_head_answer_never_reaches_the_next_request() {
+    // The app answers HEAD with a head and, a moment later, stray bytes (here a whole
+    // response): the connection must not be reused for the next request.
+    let addr = scripted(|mut s, _| async move {
+        loop {
+            let head = read_head(&mut s).await;
+            if head.is_empty() {
+                return;
+            }
+            if head.starts_with("HEAD") {
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\n")
+                    .await;
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nSECRET")
+                    .await;
+            } else {
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+            }
+        }
+    })
+    .await;
+    let p = Proxy::start(ProxySettings::default()).await;
+    p.router
+        .set_route(route("stray", &[], &[addr]))
+        .await
+        .unwrap();
+    let cl = client();
+    for _ in 0..3 {
+        let r = send(
+            &cl,
+            p.addr,
+            "HEAD",
+            "stray.localhost",
+            "/",
+            &[],
+            bytes::Bytes::new(),
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        let r = send(
+            &cl,
+            p.addr,
+            "POST",
+            "stray.localhost",
+            "/",
+            &[],
+            bytes::Bytes::new(),
+        )
+        .await;
+        assert_eq!((r.status, r.body.as_str()), (200, "ok"));
+    }
+}
+
+#[tokio::test]
+async fn a_blank_line_after_a_body_leaves_the_connection_idle_not_in_a_head() {
+    let up = Upstream::start("crlf").await;
+    let mut settings = ProxySettings::default();
+    settings.header_read_timeout = Duration::from_millis(300);
+    let p = Proxy::start(settings).await;
+    p.router
+        .set_route(route("crlf", &[], &[up.addr]))
+        .await
+        .unwrap();
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"POST /echo HTTP/1.1\r\nHost: crlf.localhost\r\nContent-Length: 3\r\n\r\nabc")
+        .await
+        .unwrap();
+    let first = read_until(&mut s, "\r\n\r\n3").await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    s.write_all(b"\r\n").await.unwrap();
+    // Longer than the header timeout, shorter than the idle timeout.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: crlf.localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let second = read_until(&mut s, "\r\n\r\ncrlf").await;
+    assert!(second.starts_with("HTTP/1.1 200"), "{second}");
+}
