@@ -122,8 +122,20 @@ pub(crate) struct AppEntry {
 
 impl AppEntry {
     /// Picks an endpoint that is healthy and not ejected, avoiding `avoid` when another one
-    /// is usable.
+    /// is usable. When every endpoint is ejected (passive health), one of them is tried anyway
+    /// (like nginx with a single server): a process that refused one connection while
+    /// restarting must not turn into seconds of 503s once it is back.
     pub(crate) fn pick(&self, avoid: Option<&Arc<Endpoint>>) -> Option<&Arc<Endpoint>> {
+        self.pick_usable(avoid).or_else(|| {
+            let n = self.endpoints.len();
+            let start = fastrand::usize(..n.max(1));
+            (0..n).map(|i| &self.endpoints[(start + i) % n]).find(|e| {
+                e.healthy.load(Ordering::Relaxed) && avoid.is_none_or(|a| !Arc::ptr_eq(a, e))
+            })
+        })
+    }
+
+    fn pick_usable(&self, avoid: Option<&Arc<Endpoint>>) -> Option<&Arc<Endpoint>> {
         let eps = &self.endpoints;
         let n = eps.len();
         if n == 0 {

@@ -482,3 +482,35 @@ async fn a_blank_line_after_a_body_leaves_the_connection_idle_not_in_a_head() {
     let second = read_until(&mut s, "\r\n\r\ncrlf").await;
     assert!(second.starts_with("HTTP/1.1 200"), "{second}");
 }
+
+#[tokio::test]
+async fn a_lone_endpoint_back_from_a_restart_is_used_at_once() {
+    // An address with nothing listening yet: the app's only process is restarting.
+    let addr = {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap()
+    };
+    let p = Proxy::start(ProxySettings::default()).await;
+    p.router
+        .set_route(route("back", &[], &[addr]))
+        .await
+        .unwrap();
+    let cl = client();
+    let r = get(&cl, p.addr, "back.localhost", "/").await;
+    assert_eq!(r.status, 503, "nothing listens yet");
+    // The process is back on its port, well within the ejection time (5 s).
+    let listener = TcpListener::bind(addr).await.unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                while !read_head(&mut s).await.is_empty() {
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nback")
+                        .await;
+                }
+            });
+        }
+    });
+    let r = get(&cl, p.addr, "back.localhost", "/").await;
+    assert_eq!((r.status, r.body.as_str()), (200, "back"));
+}
