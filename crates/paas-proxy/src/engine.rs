@@ -828,10 +828,7 @@ async fn exchange(
                 &entry,
                 &mut prep,
                 started,
-                503,
-                "Service Unavailable",
-                UNAVAILABLE,
-                "no healthy endpoint",
+                &NO_ENDPOINT,
                 settings.idle_timeout,
             )
             .await;
@@ -847,10 +844,7 @@ async fn exchange(
                 Ok(c) => (c, false),
                 Err(e) => {
                     drop(in_flight);
-                    entry
-                        .metrics
-                        .upstream_errors
-                        .fetch_add(1, Ordering::Relaxed);
+                    upstream_failed(&entry, &mut prep, ep.addr);
                     ep.eject(now_ms() + settings.ejection_time.as_millis() as u64);
                     tracing::warn!(app = %entry.route.app, endpoint = %ep.addr, error = %e, "endpoint refused a connection; ejected");
                     if prep.retryable && !connect_retried {
@@ -859,18 +853,12 @@ async fn exchange(
                         avoid = Some(ep);
                         continue;
                     }
-                    if let Some(a) = prep.access.as_mut() {
-                        a.endpoint = Some(ep.addr);
-                    }
                     return finish(
                         &mut cw,
                         &entry,
                         &mut prep,
                         started,
-                        503,
-                        "Service Unavailable",
-                        UNAVAILABLE,
-                        "connect failed",
+                        &CONNECT_FAILED,
                         settings.idle_timeout,
                     )
                     .await;
@@ -888,14 +876,8 @@ async fn exchange(
         match forward(&ctx, &mut cr, &mut cw, buf, up, &mut prep, in_flight).await {
             Forwarded::Done(next) => return next,
             Forwarded::TimedOut => {
-                entry
-                    .metrics
-                    .upstream_errors
-                    .fetch_add(1, Ordering::Relaxed);
+                upstream_failed(&entry, &mut prep, ctx.endpoint.addr);
                 tracing::warn!(app = %entry.route.app, endpoint = %ctx.endpoint.addr, timeout = ?settings.response_timeout, "endpoint did not answer in time");
-                if let Some(a) = prep.access.as_mut() {
-                    a.endpoint = Some(ctx.endpoint.addr);
-                }
                 // The request may still be running in the app: the connection is not reused.
                 prep.client_keep_alive = false;
                 finish(
@@ -903,10 +885,7 @@ async fn exchange(
                     &entry,
                     &mut prep,
                     started,
-                    504,
-                    "Gateway Timeout",
-                    TIMED_OUT,
-                    "response timeout",
+                    &RESPONSE_TIMEOUT,
                     settings.idle_timeout,
                 )
                 .await;
@@ -923,14 +902,8 @@ async fn exchange(
                 pool_retries += 1;
             }
             Forwarded::NoResponse(e) => {
-                entry
-                    .metrics
-                    .upstream_errors
-                    .fetch_add(1, Ordering::Relaxed);
+                upstream_failed(&entry, &mut prep, ctx.endpoint.addr);
                 tracing::warn!(app = %entry.route.app, endpoint = %ctx.endpoint.addr, error = %e, "request to endpoint failed");
-                if let Some(a) = prep.access.as_mut() {
-                    a.endpoint = Some(ctx.endpoint.addr);
-                }
                 let close_after = prep.body != Framing::None;
                 if close_after {
                     prep.client_keep_alive = false;
@@ -940,10 +913,7 @@ async fn exchange(
                     &entry,
                     &mut prep,
                     started,
-                    502,
-                    "Bad Gateway",
-                    BAD_GATEWAY,
-                    "upstream error",
+                    &UPSTREAM_ERROR,
                     settings.idle_timeout,
                 )
                 .await;
@@ -953,28 +923,79 @@ async fn exchange(
     }
 }
 
-/// A response made by the router for an app's request (counted and logged).
-#[allow(clippy::too_many_arguments)]
+/// An answer the router makes itself for an app's request.
+struct Answer {
+    status: u16,
+    reason: &'static str,
+    text: &'static str,
+    /// Why, for the access line.
+    note: &'static str,
+}
+
+const NO_ENDPOINT: Answer = Answer {
+    status: 503,
+    reason: "Service Unavailable",
+    text: UNAVAILABLE,
+    note: "no healthy endpoint",
+};
+const CONNECT_FAILED: Answer = Answer {
+    note: "connect failed",
+    ..NO_ENDPOINT
+};
+const RESPONSE_TIMEOUT: Answer = Answer {
+    status: 504,
+    reason: "Gateway Timeout",
+    text: TIMED_OUT,
+    note: "response timeout",
+};
+const UPSTREAM_ERROR: Answer = Answer {
+    status: 502,
+    reason: "Bad Gateway",
+    text: BAD_GATEWAY,
+    note: "upstream error",
+};
+const BODY_TOO_LARGE: Answer = Answer {
+    status: 413,
+    reason: "Payload Too Large",
+    text: TOO_LARGE,
+    note: "body too large",
+};
+const BODY_MALFORMED: Answer = Answer {
+    status: 400,
+    reason: "Bad Request",
+    text: BAD_CHUNK,
+    note: "malformed chunked body",
+};
+
+/// Counts a failed exchange with an endpoint and notes the endpoint for the access line.
+fn upstream_failed(entry: &AppEntry, prep: &mut Prepared, endpoint: SocketAddr) {
+    entry
+        .metrics
+        .upstream_errors
+        .fetch_add(1, Ordering::Relaxed);
+    if let Some(a) = prep.access.as_mut() {
+        a.endpoint = Some(endpoint);
+    }
+}
+
+/// Sends an answer made by the router for an app's request (counted and logged).
 async fn finish(
     cw: &mut WriteHalf<'_>,
     entry: &AppEntry,
     prep: &mut Prepared,
     started: Instant,
-    status: u16,
-    reason: &str,
-    text: &'static str,
-    note: &'static str,
+    answer: &Answer,
     idle: Duration,
 ) -> Next {
-    entry.metrics.record(status, started.elapsed());
+    entry.metrics.record(answer.status, started.elapsed());
     if let Some(mut a) = prep.access.take() {
-        a.status = status;
-        a.note = note;
-        a.bytes = text.len() as u64;
+        a.status = answer.status;
+        a.note = answer.note;
+        a.bytes = answer.text.len() as u64;
         a.emit();
     }
     let keep = prep.client_keep_alive && prep.body == Framing::None;
-    let resp = page(status, reason, text, !keep);
+    let resp = page(answer.status, answer.reason, answer.text, !keep);
     if prep.body != Framing::None {
         let _ = write_client(cw, &resp, idle).await;
         Next::Linger
@@ -1665,9 +1686,9 @@ async fn body_refused(
     e: PumpError,
 ) -> Next {
     let idle = x.shared.settings.idle_timeout;
-    let (status, reason, text, note) = match e {
-        PumpError::TooLarge => (413, "Payload Too Large", TOO_LARGE, "body too large"),
-        PumpError::BadChunk => (400, "Bad Request", BAD_CHUNK, "malformed chunked body"),
+    let answer = match e {
+        PumpError::TooLarge => &BODY_TOO_LARGE,
+        PumpError::BadChunk => &BODY_MALFORMED,
         PumpError::Client(e) => {
             tracing::debug!(peer = %x.client.peer, error = %e, "client request body ended early");
             x.entry.metrics.record(400, x.started.elapsed());
@@ -1679,13 +1700,10 @@ async fn body_refused(
             }
             return Next::Linger;
         }
-        PumpError::Upstream(_) => (502, "Bad Gateway", BAD_GATEWAY, "upstream error"),
+        PumpError::Upstream(_) => &UPSTREAM_ERROR,
     };
     prep.client_keep_alive = false;
-    finish(
-        cw, &x.entry, prep, x.started, status, reason, text, note, idle,
-    )
-    .await;
+    finish(cw, &x.entry, prep, x.started, answer, idle).await;
     Next::Linger
 }
 
