@@ -768,6 +768,9 @@ async fn exchange(
 
     // The head.
     let mut read_any = false;
+    // Bytes of the buffer known not to hold the end of a head: a head trickling in is parsed
+    // once it is complete (or too large), not again at every read.
+    let mut scanned = 0usize;
     let (mut prep, head_len) = loop {
         // Blank lines before a request line are ignored.
         let blank = buf
@@ -776,12 +779,23 @@ async fn exchange(
             .take_while(|b| **b == b'\r' || **b == b'\n')
             .count();
         buf.consume(blank);
+        if blank > 0 {
+            scanned = 0;
+        }
         if buf.is_empty() && read_any && blank > 0 {
             // Nothing but blank lines (some clients send CRLF after a body): the connection
             // is idle again, not inside a request head.
             return Next::Idle;
         }
-        if !buf.is_empty() {
+        let data = buf.pending();
+        let ends_head = |from: usize| {
+            let tail = &data[from.saturating_sub(2)..];
+            tail.windows(2).any(|w| w == b"\n\n") || tail.windows(3).any(|w| w == b"\n\r\n")
+        };
+        let worth_parsing =
+            !data.is_empty() && (data.len() > settings.max_header_bytes || ends_head(scanned));
+        scanned = data.len();
+        if worth_parsing {
             match prepare(shared, client, buf.pending(), started) {
                 Parsed::Ready(p, n) => break (p, n),
                 Parsed::Partial => {}
@@ -1261,6 +1275,9 @@ struct RespHead {
     /// HTTP/1.1 without `Connection: close`: the endpoint keeps the connection open after a
     /// response whose end it can mark.
     keep_alive: bool,
+    /// A chunked response's `Transfer-Encoding` when it has codings besides chunked (`gzip,
+    /// chunked`): the client is told about them.
+    codings: Option<Vec<u8>>,
 }
 
 /// Reads the response head into `rbuf`, relaying interim (1xx) responses to the client.
@@ -1321,6 +1338,23 @@ fn parse_response(data: &[u8]) -> io::Result<Option<(RespHead, Vec<u8>)>> {
     let conn = ConnTokens::of(headers);
     let framing = framing_of(headers, false)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad response framing"))?;
+    let codings = (framing == Framing::Chunked)
+        .then(|| {
+            let mut all = Vec::new();
+            for h in headers
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
+            {
+                for t in tokens(h.value) {
+                    if !all.is_empty() {
+                        all.extend_from_slice(b", ");
+                    }
+                    all.extend_from_slice(t);
+                }
+            }
+            all
+        })
+        .filter(|all| !all.eq_ignore_ascii_case(b"chunked"));
     let mut out = Vec::with_capacity(len + 64);
     out.extend_from_slice(b"HTTP/1.1 ");
     let _ = write!(Out(&mut out), "{status} ");
@@ -1356,6 +1390,7 @@ fn parse_response(data: &[u8]) -> io::Result<Option<(RespHead, Vec<u8>)>> {
             len,
             framing,
             keep_alive: version == 1 && !conn.close,
+            codings,
         },
         out,
     )))
@@ -1508,7 +1543,9 @@ async fn forward(
     };
     let dechunk = framing == Framing::Chunked && prep.http10;
     if framing == Framing::Chunked && !dechunk {
-        client_head.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        client_head.extend_from_slice(b"transfer-encoding: ");
+        client_head.extend_from_slice(head.codings.as_deref().unwrap_or(b"chunked"));
+        client_head.extend_from_slice(b"\r\n");
     }
     let keep_if_done =
         prep.client_keep_alive && !x.stop.is_set() && framing != Framing::Close && !dechunk;

@@ -514,3 +514,28 @@ async fn a_lone_endpoint_back_from_a_restart_is_used_at_once() {
     let r = get(&cl, p.addr, "back.localhost", "/").await;
     assert_eq!((r.status, r.body.as_str()), (200, "back"));
 }
+
+#[tokio::test]
+async fn transfer_codings_besides_chunked_reach_the_client() {
+    let addr = scripted(|mut s, _| async move {
+        while !read_head(&mut s).await.is_empty() {
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+                .await;
+        }
+    })
+    .await;
+    let p = Proxy::start(ProxySettings::default()).await;
+    p.router.set_route(route("te", &[], &[addr])).await.unwrap();
+    let (out, _) = raw(
+        p.addr,
+        b"GET / HTTP/1.1\r\nHost: te.localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(
+        out.contains("transfer-encoding: gzip, chunked\r\n"),
+        "{out}"
+    );
+    assert!(out.ends_with("\r\n\r\n5\r\nhello\r\n0\r\n\r\n"), "{out}");
+}
