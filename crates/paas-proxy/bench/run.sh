@@ -227,25 +227,46 @@ run_wrk $ORIGIN_PORT 1 "" "$WORK/origin-c1.txt"
 ORIGIN_P50=$(pct 50% <"$WORK/origin-c1.txt")
 ORIGIN_P99=$(pct 99% <"$WORK/origin-c1.txt")
 
-# The proxies take turns, ROUNDS times, and each figure is the median of its rounds: on a
-# small shared machine, throughput drifts over a run, and turns keep the drift from favouring
-# whichever proxy happens to run first.
+# The proxies take turns, ROUNDS times, in a rotating order, and each figure is the median of
+# its rounds: on a small shared machine, throughput drifts over a run, and turns keep the drift
+# from favouring whichever proxy happens to run first.
 declare -A R_KA R_CLOSE R_P50 R_P99 R_CPU
+read -r -a ORDER <<<"$NAMES"
+rotated() { # round -> the proxies in that round's order (rotating: none always runs first)
+    local shift_by=$((($1 - 1) % ${#ORDER[@]}))
+    echo "${ORDER[@]:shift_by}" "${ORDER[@]:0:shift_by}"
+}
+# Keep-alive first, then c=1, then `Connection: close` last: the close-mode runs leave tens of
+# thousands of TIME_WAIT sockets behind, which would slow whatever runs after them.
 for round in $(seq 1 "$ROUNDS"); do
-    for name in $NAMES; do
+    for name in $(rotated "$round"); do
         read -r port pid <<<"$(proxy_of "$name")"
-        echo "round $round/$ROUNDS, $name: keep-alive c=$CONNS, Connection: close c=$CONNS, c=1..."
+        echo "round $round/$ROUNDS, $name: keep-alive c=$CONNS..."
         out="$WORK/$name-$round"
         ticks=$(cpu_ticks "$pid")
         run_wrk "$port" "$CONNS" "" "$out-ka.txt"
         R_CPU[$name]+=" $(cpu_us_per_req "$ticks" "$(cpu_ticks "$pid")" "$out-ka.txt")"
         R_KA[$name]+=" $(rps <"$out-ka.txt")"
-        run_wrk "$port" "$CONNS" "Connection: close" "$out-close.txt"
-        R_CLOSE[$name]+=" $(rps <"$out-close.txt")"
-        sleep 2 # let TIME_WAIT settle a little
+    done
+done
+for round in $(seq 1 "$ROUNDS"); do
+    for name in $(rotated "$round"); do
+        read -r port pid <<<"$(proxy_of "$name")"
+        echo "round $round/$ROUNDS, $name: c=1..."
+        out="$WORK/$name-$round"
         run_wrk "$port" 1 "" "$out-c1.txt"
         R_P50[$name]+=" $(pct 50% <"$out-c1.txt")"
         R_P99[$name]+=" $(pct 99% <"$out-c1.txt")"
+    done
+done
+for round in $(seq 1 "$ROUNDS"); do
+    for name in $(rotated "$round"); do
+        read -r port pid <<<"$(proxy_of "$name")"
+        echo "round $round/$ROUNDS, $name: Connection: close c=$CONNS..."
+        out="$WORK/$name-$round"
+        run_wrk "$port" "$CONNS" "Connection: close" "$out-close.txt"
+        R_CLOSE[$name]+=" $(rps <"$out-close.txt")"
+        sleep 2 # let TIME_WAIT settle a little
     done
 done
 for name in $NAMES; do
