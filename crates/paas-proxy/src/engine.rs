@@ -97,6 +97,17 @@ impl Buf {
         }
     }
 
+    /// Drops the CR and LF bytes at the front (blank lines between requests); how many.
+    fn skip_blank_lines(&mut self) -> usize {
+        let n = self
+            .pending()
+            .iter()
+            .take_while(|b| **b == b'\r' || **b == b'\n')
+            .count();
+        self.consume(n);
+        n
+    }
+
     /// Frees the memory of an empty buffer (an idle connection keeps none).
     fn release(&mut self) {
         if self.is_empty() {
@@ -155,12 +166,7 @@ pub(crate) async fn serve(
     let mut linger = false;
     loop {
         // Blank lines between requests (some clients send CRLF after a body) are ignored.
-        let blank = buf
-            .pending()
-            .iter()
-            .take_while(|b| **b == b'\r' || **b == b'\n')
-            .count();
-        buf.consume(blank);
+        buf.skip_blank_lines();
         if buf.is_empty() {
             buf.release();
             if stop.is_set() {
@@ -773,12 +779,7 @@ async fn exchange(
     let mut scanned = 0usize;
     let (mut prep, head_len) = loop {
         // Blank lines before a request line are ignored.
-        let blank = buf
-            .pending()
-            .iter()
-            .take_while(|b| **b == b'\r' || **b == b'\n')
-            .count();
-        buf.consume(blank);
+        let blank = buf.skip_blank_lines();
         if blank > 0 {
             scanned = 0;
         }
