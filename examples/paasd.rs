@@ -40,7 +40,7 @@ use paas::core::{
 use paas::docker::DockerSchedulerSettings;
 use paas::docker::{stack, DockerBuilder, DockerBuilderSettings, DockerScheduler};
 use paas::git::{push_hook_fn, GitHttpService, GitHttpSettings, GitSourceStore, TokenAuth};
-use paas::proxy::{ProxyRouter, ProxySettings};
+use paas::proxy::{IpNet, ProxyRouter, ProxySettings};
 use paas::sqlite::SqliteReleaseStore;
 use serde::Deserialize;
 use tokio::sync::mpsc;
@@ -86,6 +86,15 @@ struct Args {
     /// Identifies this platform's containers on a shared engine.
     #[arg(long, default_value = "paasd")]
     platform_id: String,
+    /// A network of proxies in front of the router (e.g. a TLS load balancer: `10.0.0.0/8`)
+    /// whose X-Forwarded-For/-Proto/-Host/-Port reach apps; repeatable. From any other client
+    /// these headers are replaced.
+    #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = parse_net)]
+    trusted_proxies: Vec<IpNet>,
+}
+
+fn parse_net(s: &str) -> std::result::Result<IpNet, String> {
+    s.parse::<IpNet>().map_err(|e| e.to_string())
 }
 
 #[derive(Clone)]
@@ -157,6 +166,7 @@ async fn run(args: Args) -> paas::core::Result<()> {
     let mut proxy_settings = ProxySettings::default();
     proxy_settings.base_domain = Some(args.base_domain.clone());
     proxy_settings.drain_timeout = Duration::from_secs(args.drain_timeout);
+    proxy_settings.trusted_proxies = args.trusted_proxies.clone();
     let router = ProxyRouter::new(proxy_settings)?.with_access_log(logs.clone());
 
     let health_check = match &args.health_path {

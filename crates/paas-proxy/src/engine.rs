@@ -52,21 +52,92 @@ pub(crate) struct Client {
     /// The client's address (the port is left out: it is not logged, and an idle
     /// connection's task is kept small).
     pub(crate) peer: IpAddr,
+    /// The client is a trusted proxy (`ProxySettings::trusted_proxies`): its forwarded headers
+    /// are passed on.
+    trusted: bool,
+    /// The port the client connected to.
+    port: u16,
     /// `x-forwarded-for`, `-proto` and `-port` lines, computed once per connection.
     forwarded: Box<[u8]>,
 }
 
 impl Client {
-    pub(crate) fn new(peer: SocketAddr, port: u16) -> Self {
+    pub(crate) fn new(peer: SocketAddr, port: u16, trusted: bool) -> Self {
         let forwarded = format!(
             "x-forwarded-for: {}\r\nx-forwarded-proto: http\r\nx-forwarded-port: {port}\r\n",
             peer.ip().to_canonical()
         );
         Client {
             peer: peer.ip().to_canonical(),
+            trusted,
+            port,
             forwarded: forwarded.into_bytes().into_boxed_slice(),
         }
     }
+}
+
+/// Writes the forwarded headers for a request from a trusted proxy: its `x-forwarded-for`
+/// values with the peer appended, and its `x-forwarded-proto`, `-host` and `-port` where valid
+/// (else the proxy's own values, as for any client).
+fn push_trusted_forwarded(
+    up: &mut Vec<u8>,
+    client: &Client,
+    headers: &[httparse::Header<'_>],
+    raw_host: &[u8],
+) {
+    let mut proto: Option<&[u8]> = None;
+    let mut host: Option<&[u8]> = None;
+    let mut port: Option<&[u8]> = None;
+    up.extend_from_slice(b"x-forwarded-for: ");
+    for h in headers {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("x-forwarded-for") {
+            let v = h.value.trim_ascii();
+            if !v.is_empty() {
+                up.extend_from_slice(v);
+                up.extend_from_slice(b", ");
+            }
+        } else if name.eq_ignore_ascii_case("x-forwarded-proto") {
+            proto = proto.or(Some(h.value.trim_ascii()));
+        } else if name.eq_ignore_ascii_case("x-forwarded-host") {
+            host = host.or(Some(h.value.trim_ascii()));
+        } else if name.eq_ignore_ascii_case("x-forwarded-port") {
+            port = port.or(Some(h.value.trim_ascii()));
+        }
+    }
+    let _ = write!(Out(up), "{}\r\n", client.peer);
+    let proto: &[u8] = match proto {
+        Some(p) if p.eq_ignore_ascii_case(b"https") => b"https",
+        _ => b"http",
+    };
+    up.extend_from_slice(b"x-forwarded-proto: ");
+    up.extend_from_slice(proto);
+    up.extend_from_slice(b"\r\nx-forwarded-port: ");
+    let valid_port = port.filter(|p| {
+        (1..=5).contains(&p.len())
+            && p.iter().all(u8::is_ascii_digit)
+            && std::str::from_utf8(p)
+                .ok()
+                .and_then(|p| p.parse::<u16>().ok())
+                .is_some_and(|p| p > 0)
+    });
+    match valid_port {
+        Some(p) => up.extend_from_slice(p),
+        None => {
+            let _ = write!(Out(up), "{}", client.port);
+        }
+    }
+    up.extend_from_slice(b"\r\nx-forwarded-host: ");
+    let host = host
+        .filter(|h| {
+            (1..=255).contains(&h.len())
+                && h.iter()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._:[]".contains(b))
+                && normalize_host(h).is_some()
+        })
+        .unwrap_or(raw_host);
+    up.extend_from_slice(host);
+    up.extend_from_slice(b"\r\n");
 }
 
 /// Bytes read from a socket and not used yet: `data[start..]`.
@@ -696,10 +767,14 @@ fn prepare(shared: &Shared, client: &Client, data: &[u8], started: Instant) -> P
         up.extend_from_slice(p);
         up.extend_from_slice(b"\r\n");
     }
-    up.extend_from_slice(&client.forwarded);
-    up.extend_from_slice(b"x-forwarded-host: ");
-    up.extend_from_slice(raw_host);
-    up.extend_from_slice(b"\r\n");
+    if client.trusted {
+        push_trusted_forwarded(&mut up, client, headers, raw_host);
+    } else {
+        up.extend_from_slice(&client.forwarded);
+        up.extend_from_slice(b"x-forwarded-host: ");
+        up.extend_from_slice(raw_host);
+        up.extend_from_slice(b"\r\n");
+    }
     let (id_at, id_len) = match request_id_at {
         Some(at) => at,
         None => (push_request_id(&mut up), 32),
@@ -1917,7 +1992,7 @@ mod footprint {
         let fut = serve(
             router.shared.clone(),
             stream,
-            Client::new(addr, addr.port()),
+            Client::new(addr, addr.port(), false),
             Arc::new(Stop::default()),
         );
         let size = std::mem::size_of_val(&fut);

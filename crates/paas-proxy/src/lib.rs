@@ -21,6 +21,9 @@
 //!   for the next request.
 //! - [`Router::drain`](paas_core::Router::drain) waits for the requests and upgraded
 //!   connections in flight to removed endpoints, so processes are stopped only once idle.
+//! - `X-Forwarded-For`, `-Proto`, `-Host` and `-Port` are set by the proxy, replacing the
+//!   client's, except from the networks in [`ProxySettings::trusted_proxies`] (a load balancer
+//!   in front), whose values are passed on.
 //! - Access lines go to `tracing` (target `paas_proxy::access`) and, with
 //!   [`ProxyRouter::with_access_log`], into a [`paas_core::LogSink`] as the app's `router`
 //!   lines.
@@ -38,4 +41,4 @@ mod upstream;
 
 pub use router::ProxyRouter;
 pub use routes_file::{load_routes_file, watch_routes_file, RoutesFile};
-pub use settings::{ActiveHealthCheck, Balance, HealthProbe, ProxySettings};
+pub use settings::{ActiveHealthCheck, Balance, HealthProbe, IpNet, ProxySettings};

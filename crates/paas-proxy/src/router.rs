@@ -482,7 +482,12 @@ fn spawn_connection(
     let global = &shared.global;
     global.connections_total.fetch_add(1, Ordering::Relaxed);
     global.connections_open.fetch_add(1, Ordering::Relaxed);
-    let client = crate::engine::Client::new(peer, port);
+    let trusted = shared
+        .settings
+        .trusted_proxies
+        .iter()
+        .any(|net| net.contains(peer.ip()));
+    let client = crate::engine::Client::new(peer, port, trusted);
     tokio::spawn(async move {
         let global = shared.global.clone();
         crate::engine::serve(shared, stream, client, stop).await;

@@ -1,6 +1,8 @@
 //! [`ProxySettings`]: everything a [`ProxyRouter`](crate::ProxyRouter) can be tuned with.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use paas_core::{AppName, Domain, Error, Result};
@@ -103,6 +105,118 @@ impl ActiveHealthCheck {
     }
 }
 
+/// An IP network in CIDR notation: `10.0.0.0/8`, `fd00::/8`; a bare address is one host
+/// (`/32` or `/128`). IPv4-mapped IPv6 peers (`::ffff:10.1.2.3`) match IPv4 networks.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    /// The network `addr/prefix`. The prefix is at most 32 (IPv4) or 128 (IPv6), and `addr`
+    /// has no bits set past it (`10.0.0.0/8`, not `10.1.2.3/8`).
+    pub fn new(addr: IpAddr, prefix: u8) -> Result<Self> {
+        let addr = addr.to_canonical();
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        if prefix > max {
+            return Err(Error::invalid(format!(
+                "invalid network \"{addr}/{prefix}\": the prefix length of an {} network is at most {max}",
+                if max == 32 { "IPv4" } else { "IPv6" }
+            )));
+        }
+        let net = IpNet { addr, prefix };
+        if net.masked(addr) != bits(addr) {
+            return Err(Error::invalid(format!(
+                "invalid network \"{addr}/{prefix}\": the address has bits set past the /{prefix} prefix"
+            )));
+        }
+        Ok(net)
+    }
+
+    /// The network's first address.
+    pub fn addr(&self) -> IpAddr {
+        self.addr
+    }
+
+    /// The prefix length.
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
+    /// Whether `ip` is in this network.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        ip.is_ipv4() == self.addr.is_ipv4() && self.masked(ip) == bits(self.addr)
+    }
+
+    fn masked(&self, ip: IpAddr) -> u128 {
+        let width = if ip.is_ipv4() { 32 } else { 128 };
+        let host_bits = width - u32::from(self.prefix);
+        let mask = if host_bits >= 128 {
+            0
+        } else {
+            !0u128 << host_bits
+        };
+        bits(ip) & mask
+    }
+}
+
+fn bits(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => u128::from(u32::from(v4)),
+        IpAddr::V6(v6) => u128::from(v6),
+    }
+}
+
+impl fmt::Display for IpNet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl fmt::Debug for IpNet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl std::str::FromStr for IpNet {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = |why: &str| {
+            Error::invalid(format!(
+                "invalid network \"{}\": {why}",
+                s.chars().take(64).collect::<String>().escape_debug()
+            ))
+        };
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| bad("expected an IP address or a network like 10.0.0.0/8"))?;
+        let prefix = match prefix {
+            None => {
+                if addr.to_canonical().is_ipv4() {
+                    32
+                } else {
+                    128
+                }
+            }
+            Some(p) => {
+                if p.is_empty() || p.len() > 3 || !p.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(bad("the prefix length after '/' must be a number"));
+                }
+                p.parse::<u8>()
+                    .map_err(|_| bad("the prefix length after '/' must be a number"))?
+            }
+        };
+        IpNet::new(addr, prefix)
+    }
+}
+
 /// Settings of a [`ProxyRouter`](crate::ProxyRouter). Start from [`ProxySettings::default`] and
 /// change fields; [`ProxySettings::validate`] (called by `ProxyRouter::new`) names any field
 /// that breaks a rule.
@@ -155,6 +269,13 @@ pub struct ProxySettings {
     /// Active health checks; `None` (default) relies on passive health only (the scheduler
     /// already checks processes before they are routed).
     pub health_check: Option<ActiveHealthCheck>,
+    /// Networks of the proxies in front of this one (a TLS-terminating load balancer). A client
+    /// connecting from one of them is trusted with the forwarded headers: its
+    /// `X-Forwarded-For` is kept and the peer's address appended, and its `X-Forwarded-Proto`
+    /// (`http` or `https`), `-Host` and `-Port` are passed on when valid. From any other client
+    /// these headers are replaced, as are invalid values from a trusted one. `Forwarded` is
+    /// always dropped. Default empty: no client is trusted.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 impl Default for ProxySettings {
@@ -175,6 +296,7 @@ impl Default for ProxySettings {
             pool_idle_timeout: Duration::from_secs(4),
             pool_max_idle_per_endpoint: 256,
             health_check: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -230,5 +352,50 @@ impl ProxySettings {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_parse_and_match() {
+        let net: IpNet = "10.0.0.0/8".parse().unwrap();
+        assert!(net.contains("10.200.3.4".parse().unwrap()));
+        assert!(
+            net.contains("::ffff:10.1.2.3".parse().unwrap()),
+            "IPv4-mapped"
+        );
+        assert!(!net.contains("11.0.0.1".parse().unwrap()));
+        assert!(!net.contains("::1".parse().unwrap()));
+        let host: IpNet = "192.0.2.7".parse().unwrap();
+        assert_eq!(host.to_string(), "192.0.2.7/32");
+        assert!(host.contains("192.0.2.7".parse().unwrap()));
+        assert!(!host.contains("192.0.2.8".parse().unwrap()));
+        let v6: IpNet = "fd00::/8".parse().unwrap();
+        assert!(v6.contains("fd12::1".parse().unwrap()));
+        assert!(!v6.contains("fe80::1".parse().unwrap()));
+        let all: IpNet = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("8.8.8.8".parse().unwrap()));
+        let all6: IpNet = "::/0".parse().unwrap();
+        assert!(all6.contains("2001:db8::1".parse().unwrap()));
+        assert_eq!("::1".parse::<IpNet>().unwrap().prefix(), 128);
+    }
+
+    #[test]
+    fn bad_networks_name_the_rule() {
+        for (input, rule) in [
+            ("10.0.0.0/33", "at most 32"),
+            ("fd00::/129", "at most 128"),
+            ("10.1.2.3/8", "bits set past the /8 prefix"),
+            ("10.0.0.0/", "must be a number"),
+            ("10.0.0.0/+8", "must be a number"),
+            ("example.com", "expected an IP address"),
+            ("", "expected an IP address"),
+        ] {
+            let e = input.parse::<IpNet>().unwrap_err().to_string();
+            assert!(e.contains(rule), "{input}: {e}");
+        }
     }
 }

@@ -337,6 +337,100 @@ async fn forwarded_headers_are_set_by_the_proxy_and_request_ids_added() {
 }
 
 #[tokio::test]
+async fn a_trusted_proxy_in_front_passes_its_forwarded_headers_on() {
+    let up = Upstream::start("t").await;
+    let mut settings = ProxySettings::default();
+    settings.trusted_proxies = vec!["10.0.0.0/8".parse().unwrap(), "127.0.0.1".parse().unwrap()];
+    let p = Proxy::start(settings).await;
+    p.router
+        .set_route(route("t", &[], &[up.addr]))
+        .await
+        .unwrap();
+    let cl = client();
+    let headers_for = |extra: &'static [(&'static str, &'static str)]| {
+        let cl = cl.clone();
+        let addr = p.addr;
+        async move {
+            let r = send(
+                &cl,
+                addr,
+                "GET",
+                "t.localhost",
+                "/headers",
+                extra,
+                Bytes::new(),
+            )
+            .await;
+            serde_json::from_str::<HashMap<String, String>>(&r.body).unwrap()
+        }
+    };
+
+    // A TLS load balancer in front: the client chain is kept and this hop appended; the
+    // scheme, host and port the client used reach the app.
+    let h = headers_for(&[
+        ("x-forwarded-for", "203.0.113.7, 198.51.100.2"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "shop.example.com"),
+        ("x-forwarded-port", "443"),
+        ("forwarded", "for=203.0.113.7"),
+    ])
+    .await;
+    assert_eq!(h["x-forwarded-for"], "203.0.113.7, 198.51.100.2, 127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"], "https");
+    assert_eq!(h["x-forwarded-host"], "shop.example.com");
+    assert_eq!(h["x-forwarded-port"], "443");
+    assert!(!h.contains_key("forwarded"), "{h:?}");
+
+    // Invalid values, even from a trusted proxy, are replaced by the proxy's own.
+    let h = headers_for(&[
+        ("x-forwarded-proto", "javascript"),
+        ("x-forwarded-host", "a b"),
+        ("x-forwarded-port", "99999"),
+    ])
+    .await;
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(h["x-forwarded-host"], "t.localhost");
+    assert_eq!(h["x-forwarded-port"], p.addr.port().to_string());
+
+    // Nothing forwarded: as from any client.
+    let h = headers_for(&[]).await;
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(h["x-forwarded-host"], "t.localhost");
+}
+
+#[tokio::test]
+async fn a_client_outside_the_trusted_networks_gets_its_forwarded_headers_replaced() {
+    let up = Upstream::start("u").await;
+    let mut settings = ProxySettings::default();
+    settings.trusted_proxies = vec!["10.0.0.0/8".parse().unwrap(), "::1".parse().unwrap()];
+    let p = Proxy::start(settings).await;
+    p.router
+        .set_route(route("u", &[], &[up.addr]))
+        .await
+        .unwrap();
+    let r = send(
+        &client(),
+        p.addr,
+        "GET",
+        "u.localhost",
+        "/headers",
+        &[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "evil.example"),
+        ],
+        Bytes::new(),
+    )
+    .await;
+    let h: HashMap<String, String> = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(h["x-forwarded-host"], "u.localhost");
+}
+
+#[tokio::test]
 async fn hop_by_hop_headers_are_removed_both_ways() {
     let up = Upstream::start("hop").await;
     let p = Proxy::start(ProxySettings::default()).await;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use paas_proxy::{load_routes_file, watch_routes_file, ProxyRouter, ProxySettings};
+use paas_proxy::{load_routes_file, watch_routes_file, IpNet, ProxyRouter, ProxySettings};
 
 /// Command line of the standalone router.
 #[derive(Debug, Parser)]
@@ -28,6 +28,15 @@ struct Args {
     /// Base domain of the default `<app>.<base>` hosts; empty turns them off.
     #[arg(long, default_value = "localhost")]
     base_domain: String,
+    /// A network of proxies in front (e.g. a TLS load balancer: `10.0.0.0/8`, `192.0.2.7`)
+    /// whose X-Forwarded-For/-Proto/-Host/-Port are passed on; repeatable. From any other
+    /// client these headers are replaced.
+    #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = parse_net)]
+    trusted_proxies: Vec<IpNet>,
+}
+
+fn parse_net(s: &str) -> Result<IpNet, String> {
+    s.parse::<IpNet>().map_err(|e| e.to_string())
 }
 
 fn main() {
@@ -65,6 +74,7 @@ fn main() {
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut settings = ProxySettings::default();
     settings.base_domain = (!args.base_domain.is_empty()).then_some(args.base_domain);
+    settings.trusted_proxies = args.trusted_proxies;
     let router = ProxyRouter::new(settings)?;
     let apps = load_routes_file(&router, &args.routes).await?;
     tracing::info!(apps, routes = %args.routes.display(), "routes loaded");
