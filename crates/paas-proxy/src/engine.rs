@@ -129,12 +129,7 @@ fn push_trusted_forwarded(
     }
     up.extend_from_slice(b"\r\nx-forwarded-host: ");
     let host = host
-        .filter(|h| {
-            (1..=255).contains(&h.len())
-                && h.iter()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-._:[]".contains(b))
-                && normalize_host(h).is_some()
-        })
+        .filter(|h| normalize_host(h).is_some())
         .unwrap_or(raw_host);
     up.extend_from_slice(host);
     up.extend_from_slice(b"\r\n");

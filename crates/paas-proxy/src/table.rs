@@ -246,21 +246,43 @@ impl Table {
 }
 
 /// Normalizes a `Host` value: strips the port and a trailing dot, lowercases. `None` when the
-/// value is not a plausible host.
+/// value is not a host: a name of letters, digits, `-`, `_` and `.`, or an IPv6 literal in
+/// brackets, then optionally `:` and a port (0-65535) (no user info, no spaces).
 pub(crate) fn normalize_host(raw: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
     let s = std::str::from_utf8(raw).ok()?;
+    let port_ok = |p: &str| {
+        (1..=5).contains(&p.len())
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && p.parse::<u16>().is_ok()
+    };
     let host = if let Some(rest) = s.strip_prefix('[') {
         // IPv6 literal: keep the brackets' content.
-        &rest[..rest.find(']')?]
+        let end = rest.find(']')?;
+        let (inner, after) = (&rest[..end], &rest[end + 1..]);
+        if !(after.is_empty() || after.strip_prefix(':').is_some_and(port_ok))
+            || !inner
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
+            return None;
+        }
+        inner
     } else {
-        match s.rfind(':') {
-            Some(i) if s[i + 1..].bytes().all(|b| b.is_ascii_digit()) => &s[..i],
+        let name = match s.rfind(':') {
+            Some(i) if port_ok(&s[i + 1..]) => &s[..i],
             Some(_) => return None,
             None => s,
+        };
+        if !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+        {
+            return None;
         }
+        name
     };
     let host = host.strip_suffix('.').unwrap_or(host);
-    if host.is_empty() {
+    if host.is_empty() || host.len() > 253 {
         return None;
     }
     if host.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -282,7 +304,20 @@ mod tests {
         );
         assert_eq!(normalize_host(b"foo.localhost.").unwrap(), "foo.localhost");
         assert_eq!(normalize_host(b"[::1]:80").unwrap(), "::1");
+        assert_eq!(normalize_host(b"[fe80::1]").unwrap(), "fe80::1");
+        assert_eq!(
+            normalize_host(b"my_host.internal").unwrap(),
+            "my_host.internal"
+        );
         assert!(normalize_host(b"a:b").is_none());
         assert!(normalize_host(b":80").is_none());
+        assert!(normalize_host(b"a:").is_none());
+        assert!(normalize_host(b"a:123456").is_none());
+        assert!(normalize_host(b"u@w.test").is_none(), "user info");
+        assert!(normalize_host(b"a b").is_none());
+        assert!(normalize_host(b"w.test/x").is_none());
+        assert!(normalize_host(b"[::1]x").is_none());
+        assert!(normalize_host(b"[::1]:").is_none());
+        assert!(normalize_host(b"[g::1]").is_none());
     }
 }

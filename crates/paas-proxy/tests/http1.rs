@@ -235,6 +235,44 @@ async fn http10_clients_and_absolute_form_targets() {
 }
 
 #[tokio::test]
+async fn a_host_that_is_not_a_hostname_gets_400() {
+    let up = Upstream::start("h").await;
+    let p = Proxy::start(ProxySettings::default()).await;
+    p.router
+        .set_route(route("h", &[], &[up.addr]))
+        .await
+        .unwrap();
+    for host in [
+        "user@h.localhost",
+        "h.localhost/x",
+        "h.localhost:99999",
+        "h.localhost:",
+        "[::1]junk",
+    ] {
+        let req = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        let (out, closed) = raw(p.addr, req.as_bytes()).await;
+        assert!(out.starts_with("HTTP/1.1 400"), "{host}: {out}");
+        assert!(out.contains("no valid Host"), "{host}: {out}");
+        assert!(closed, "{host}");
+    }
+    let (out, _) = raw(
+        p.addr,
+        b"GET http://user@h.localhost/ HTTP/1.1\r\nHost: h.localhost\r\n\r\n",
+    )
+    .await;
+    assert!(
+        out.starts_with("HTTP/1.1 400"),
+        "user info in the target: {out}"
+    );
+    let (out, _) = raw(
+        p.addr,
+        b"GET / HTTP/1.1\r\nHost: H.Localhost.:8080\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+}
+
+#[tokio::test]
 async fn a_response_without_length_ends_with_the_connection() {
     let addr = scripted(|mut s, _| async move {
         let _ = read_head(&mut s).await;
