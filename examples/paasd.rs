@@ -68,7 +68,8 @@ struct Args {
     #[arg(long, default_value = "localhost")]
     base_domain: String,
     /// Health check of new web processes: an HTTP path (`/up`) that must answer below 400;
-    /// without it, a TCP connect to `PORT`.
+    /// without it, a TCP connect to `PORT`. An app's PAAS_HEALTHCHECK_PATH config var
+    /// overrides it for that app.
     #[arg(long)]
     health_path: Option<String>,
     /// Seconds new processes have to become healthy before a deploy fails.

@@ -37,5 +37,8 @@ pub mod traits;
 
 pub use error::{Error, ErrorBody, ErrorKind, Result};
 pub use model::*;
-pub use platform::{AppStatus, DeployRequest, DeploySource, Platform, PlatformSettings, Progress};
+pub use platform::{
+    AppStatus, DeployRequest, DeploySource, Platform, PlatformSettings, Progress,
+    HEALTHCHECK_PATH_VAR,
+};
 pub use traits::*;

@@ -30,13 +30,33 @@ use crate::traits::{
 /// Where an operation's progress lines go (shown to the user: CLI output, `remote:` lines).
 pub type Progress = OutputSender;
 
+/// Config var that gives an app's web processes their own health check: an HTTP path (`/up`)
+/// that must answer below 400 before they get traffic, instead of
+/// [`PlatformSettings::health_check`] (like Deis's `HEALTHCHECK_URL`).
+pub const HEALTHCHECK_PATH_VAR: &str = "PAAS_HEALTHCHECK_PATH";
+
+/// The rule for a health check path (the value is not echoed: config values stay out of
+/// messages).
+fn check_health_path(path: &str) -> Result<()> {
+    let ok =
+        path.starts_with('/') && path.len() <= 1024 && path.bytes().all(|b| b.is_ascii_graphic());
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "{HEALTHCHECK_PATH_VAR} must be a path starting with '/', of visible ASCII characters (no spaces), at most 1024 long"
+        )))
+    }
+}
+
 /// Tunables of the pipeline.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct PlatformSettings {
     /// Each app answers at `<app>.<base_domain>` (default `localhost`).
     pub base_domain: String,
-    /// How new web processes are checked before they get traffic (default: TCP connect).
+    /// How new web processes are checked before they get traffic (default: TCP connect). An
+    /// app's [`HEALTHCHECK_PATH_VAR`] config var overrides it for that app.
     pub health_check: HealthCheck,
     /// How long new processes have to become healthy (default 60 s).
     pub health_timeout: Duration,
@@ -764,7 +784,7 @@ impl Platform {
         let routes_web = only.is_none_or(|t| t.is_web());
         let mut outcome = match start_err {
             Some(e) => Err(e),
-            None => self.wait_healthy(&started).await,
+            None => self.wait_healthy(release, &started).await,
         };
         if outcome.is_ok() && routes_web {
             outcome = self
@@ -884,11 +904,30 @@ impl Platform {
         Ok(())
     }
 
-    async fn wait_healthy(&self, instances: &[Instance]) -> Result<()> {
+    /// How web processes of `release` are checked: the app's `PAAS_HEALTHCHECK_PATH` config
+    /// var if set, else the platform's [`PlatformSettings::health_check`].
+    fn web_check(&self, release: &Release) -> Result<HealthCheck> {
+        match release.config.get(HEALTHCHECK_PATH_VAR) {
+            Some(v) => {
+                check_health_path(v.expose())?;
+                Ok(HealthCheck::Http {
+                    path: v.expose().to_string(),
+                })
+            }
+            None => Ok(self.inner.settings.health_check.clone()),
+        }
+    }
+
+    async fn wait_healthy(&self, release: &Release, instances: &[Instance]) -> Result<()> {
         let s = &self.inner.settings;
         let (web, other): (Vec<&Instance>, Vec<&Instance>) =
             instances.iter().partition(|i| i.process_type.is_web());
-        for (group, check) in [(web, s.health_check.clone()), (other, HealthCheck::Running)] {
+        let web_check = if web.is_empty() {
+            s.health_check.clone()
+        } else {
+            self.web_check(release)?
+        };
+        for (group, check) in [(web, web_check), (other, HealthCheck::Running)] {
             if group.is_empty() {
                 continue;
             }
@@ -988,6 +1027,11 @@ impl Platform {
     ) -> Result<Option<Release>> {
         if update.is_empty() {
             return Err(Error::invalid("config update sets and unsets nothing"));
+        }
+        for (key, value) in &update.set {
+            if key.as_str() == HEALTHCHECK_PATH_VAR {
+                check_health_path(value.expose())?;
+            }
         }
         let _g = self.lock_app(app).await;
         let span = tracing::info_span!("set_config", %app, release = tracing::field::Empty);
@@ -1151,7 +1195,7 @@ impl Platform {
                     .scheduler
                     .start(StartRequest::new(release.clone(), ty.clone(), missing))
                     .await?;
-                if let Err(e) = self.wait_healthy(&started).await {
+                if let Err(e) = self.wait_healthy(&release, &started).await {
                     let ids = started.iter().map(|i| i.id.clone()).collect();
                     let _ = self
                         .inner
@@ -1465,7 +1509,7 @@ impl Platform {
             ))
             .await?;
         if !report.started.is_empty() {
-            if let Err(e) = self.wait_healthy(&report.started).await {
+            if let Err(e) = self.wait_healthy(&current, &report.started).await {
                 self.log(
                     app,
                     "api",
@@ -1541,7 +1585,13 @@ impl Platform {
     async fn resync_when_idle(&self, app: AppName, restarted: Option<String>) {
         if let Some(id) = restarted {
             let s = &self.inner.settings;
-            let check = HealthRequest::new(vec![id], s.health_check.clone(), s.health_timeout);
+            let web_check = match self.inner.store.current_release(&app).await {
+                Ok(Some(r)) => self
+                    .web_check(&r)
+                    .unwrap_or_else(|_| s.health_check.clone()),
+                _ => s.health_check.clone(),
+            };
+            let check = HealthRequest::new(vec![id], web_check, s.health_timeout);
             if let Err(e) = self.inner.scheduler.wait_healthy(check).await {
                 self.log(
                     &app,

@@ -769,3 +769,148 @@ async fn prune_keeps_the_default_rollback_target() {
         .unwrap();
     assert_eq!(r.build, v1.build);
 }
+
+/// A scheduler that records the health checks it is asked for.
+#[derive(Debug)]
+struct RecordingScheduler {
+    inner: Arc<MemoryScheduler>,
+    checks: Mutex<Vec<HealthCheck>>,
+}
+
+#[async_trait]
+impl Scheduler for RecordingScheduler {
+    async fn start(&self, req: StartRequest) -> Result<Vec<Instance>> {
+        self.inner.start(req).await
+    }
+    async fn wait_healthy(&self, req: HealthRequest) -> Result<()> {
+        self.checks.lock().unwrap().push(req.check.clone());
+        self.inner.wait_healthy(req).await
+    }
+    async fn stop(&self, req: StopRequest) -> Result<()> {
+        self.inner.stop(req).await
+    }
+    async fn list(&self, app: Option<&AppName>) -> Result<Vec<Instance>> {
+        self.inner.list(app).await
+    }
+    async fn run_once(&self, req: RunRequest) -> Result<RunHandle> {
+        self.inner.run_once(req).await
+    }
+    async fn converge(&self, req: ConvergeRequest) -> Result<ConvergeReport> {
+        self.inner.converge(req).await
+    }
+    fn events(&self) -> futures::stream::BoxStream<'static, InstanceEvent> {
+        self.inner.events()
+    }
+}
+
+#[tokio::test]
+async fn an_app_names_its_own_health_check_path_in_config() {
+    let sources = Arc::new(MemorySourceStore::new());
+    let scheduler = Arc::new(RecordingScheduler {
+        inner: Arc::new(MemoryScheduler::new()),
+        checks: Mutex::new(Vec::new()),
+    });
+    let platform = Platform::new(
+        sources.clone(),
+        Arc::new(MemoryBuilder::new()),
+        Arc::new(MemoryReleaseStore::new()),
+        scheduler.clone(),
+        Arc::new(MemoryRouter::new()),
+        Arc::new(MemoryLogSink::new()),
+        PlatformSettings::default().with_health_timeout(Duration::from_secs(2)),
+    );
+    let a = app("checked");
+    platform.create_app(&a).await.unwrap();
+    let files = vec![SourceFile {
+        path: "Procfile".into(),
+        contents: b"web: ./server\nworker: ./work\n".to_vec(),
+        executable: false,
+    }];
+    sources
+        .commit_files(CommitFilesRequest::new(a.clone(), "main", files))
+        .await
+        .unwrap();
+    platform
+        .deploy(DeployRequest::new(
+            a.clone(),
+            DeploySource::Ref("main".into()),
+        ))
+        .await
+        .unwrap();
+    let web_checks = |s: &RecordingScheduler| {
+        s.checks
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| **c != HealthCheck::Running)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        web_checks(&scheduler),
+        vec![HealthCheck::Tcp],
+        "the platform's default"
+    );
+
+    // The app's own path, from the next release on.
+    platform
+        .set_config(
+            &a,
+            set(&["PAAS_HEALTHCHECK_PATH=/up?full=1"]),
+            Progress::discard(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        web_checks(&scheduler).last(),
+        Some(&HealthCheck::Http {
+            path: "/up?full=1".into()
+        })
+    );
+
+    // A value that is not a path is refused, naming the rule, not the value; nothing changes.
+    for bad in ["up", "/a b", "https://x/up"] {
+        let e = platform
+            .set_config(
+                &a,
+                set(&[&format!("{HEALTHCHECK_PATH_VAR}={bad}")]),
+                Progress::discard(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+        assert!(
+            e.message().contains("PAAS_HEALTHCHECK_PATH must be a path"),
+            "{e}"
+        );
+        assert!(!e.message().contains(bad), "{e}");
+    }
+    let status = platform.status(&a).await.unwrap();
+    assert_eq!(status.current.unwrap().version, Version(2));
+    assert_eq!(
+        platform
+            .config(&a)
+            .await
+            .unwrap()
+            .get(HEALTHCHECK_PATH_VAR)
+            .unwrap()
+            .expose(),
+        "/up?full=1"
+    );
+
+    // Unset: back to the platform's check.
+    platform
+        .set_config(
+            &a,
+            ConfigUpdate::parse_pairs(std::iter::empty())
+                .map(|mut u| {
+                    u.unset.push(ConfigKey::new(HEALTHCHECK_PATH_VAR).unwrap());
+                    u
+                })
+                .unwrap(),
+            Progress::discard(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(web_checks(&scheduler).last(), Some(&HealthCheck::Tcp));
+}
