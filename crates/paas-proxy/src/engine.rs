@@ -367,7 +367,7 @@ const BAD_CODING: &str = "<!doctype html><title>Bad request</title><h1>Bad reque
 const BAD_HOST: &str = "<!doctype html><title>Bad request</title><h1>Bad request</h1><p>The request has no valid Host.</p>\n";
 const BAD_REQUEST: &str = "<!doctype html><title>Bad request</title><h1>Bad request</h1><p>The request is not valid HTTP/1.</p>\n";
 const BAD_CHUNK: &str = "<!doctype html><title>Bad request</title><h1>Bad request</h1><p>The chunked request body is malformed.</p>\n";
-const TOO_BIG_HEAD: &str = "<!doctype html><title>Request header fields too large</title><h1>Request header fields too large</h1></p>\n";
+const TOO_BIG_HEAD: &str = "<!doctype html><title>Request header fields too large</title><h1>Request header fields too large</h1><p>The request line and headers must fit in the limit.</p>\n";
 
 /// Whether `name` is hop-by-hop (besides those a `Connection` header names).
 fn hop_by_hop(name: &str) -> bool {
@@ -455,6 +455,7 @@ enum FramingError {
 fn framing_of(headers: &[httparse::Header<'_>], request: bool) -> Result<Framing, FramingError> {
     let mut length: Option<u64> = None;
     let mut chunked_last = false;
+    let mut chunked_seen = false;
     let mut te = false;
     for h in headers {
         if h.name.eq_ignore_ascii_case("content-length") {
@@ -475,6 +476,11 @@ fn framing_of(headers: &[httparse::Header<'_>], request: bool) -> Result<Framing
                     return Err(FramingError::BadCoding);
                 }
                 chunked_last = tok.eq_ignore_ascii_case(b"chunked");
+                if chunked_last && chunked_seen {
+                    // A sender must not apply chunked twice (RFC 9112 6.1).
+                    return Err(FramingError::BadCoding);
+                }
+                chunked_seen |= chunked_last;
                 if request && !chunked_last {
                     return Err(FramingError::BadCoding);
                 }
@@ -492,6 +498,24 @@ fn framing_of(headers: &[httparse::Header<'_>], request: bool) -> Result<Framing
         (false, None) if request => Ok(Framing::None),
         (false, None) => Ok(Framing::Close),
     }
+}
+
+/// Other headers that frameworks read the client's address from (`X-Real-IP`,
+/// `True-Client-IP`, also spelled with underscores): passed on only from trusted proxies.
+fn client_address_header(name: &str) -> bool {
+    let n = name.as_bytes();
+    let same = |b: &[u8]| {
+        n.len() == b.len()
+            && n.iter().zip(b).all(|(x, y)| {
+                let x = if *x == b'_' {
+                    b'-'
+                } else {
+                    x.to_ascii_lowercase()
+                };
+                x == *y
+            })
+    };
+    same(b"x-real-ip") || same(b"true-client-ip")
 }
 
 /// `Forwarded` and `X-Forwarded-*`, also spelled with underscores (which some frameworks map to
@@ -695,11 +719,14 @@ fn prepare(shared: &Shared, client: &Client, data: &[u8], started: Instant) -> P
         }
     }
     let upgrade = version == 1 && conn.upgrade;
+    // `h2c` is not passed on: an app that speaks HTTP/2 over the upgraded connection would be
+    // out of the proxy's sight (a known way to smuggle requests past a proxy's rules).
     let upgrade_proto = if upgrade {
         headers
             .iter()
             .find(|h| h.name.eq_ignore_ascii_case("upgrade"))
             .map(|h| h.value)
+            .filter(|v| !tokens(v).any(|t| t.eq_ignore_ascii_case(b"h2c")))
     } else {
         None
     };
@@ -722,6 +749,7 @@ fn prepare(shared: &Shared, client: &Client, data: &[u8], started: Instant) -> P
             || conn.names(name)
             || name.eq_ignore_ascii_case("content-length")
             || forwarded_family(name)
+            || (!client.trusted && client_address_header(name))
             || (authority.is_some() && name.eq_ignore_ascii_case("host"))
         {
             continue;
@@ -932,7 +960,8 @@ async fn exchange(
                     upstream_failed(&entry, &mut prep, ep.addr);
                     ep.eject(now_ms() + settings.ejection_time.as_millis() as u64);
                     tracing::warn!(app = %entry.route.app, endpoint = %ep.addr, error = %e, "endpoint refused a connection; ejected");
-                    if prep.retryable && !connect_retried {
+                    // Nothing reached the app: any request may go to another endpoint.
+                    if settings.retry_idempotent && !connect_retried {
                         connect_retried = true;
                         entry.metrics.retries.fetch_add(1, Ordering::Relaxed);
                         avoid = Some(ep);
@@ -986,7 +1015,7 @@ async fn exchange(
                 tracing::debug!(endpoint = %ctx.endpoint.addr, error = %e, "pooled connection closed; trying a new one");
                 pool_retries += 1;
             }
-            Forwarded::NoResponse(e) => {
+            Forwarded::NoResponse(e) | Forwarded::BadResponse(e) => {
                 upstream_failed(&entry, &mut prep, ctx.endpoint.addr);
                 tracing::warn!(app = %entry.route.app, endpoint = %ctx.endpoint.addr, error = %e, "request to endpoint failed");
                 let close_after = prep.body != Framing::None;
@@ -1107,6 +1136,9 @@ enum Forwarded {
     Done(Next),
     /// The endpoint gave no response at all (nothing was answered to the client yet).
     NoResponse(io::Error),
+    /// The endpoint answered something that is not a valid response (nothing was relayed to
+    /// the client yet besides interim responses); the request is not sent again.
+    BadResponse(io::Error),
     /// The endpoint did not answer within the response timeout.
     TimedOut,
 }
@@ -1382,7 +1414,18 @@ async fn read_response_head(
                 }
             }
         }
-        let n = rbuf.read_from(ur).await?;
+        let n = match rbuf.read_from(ur).await {
+            Ok(n) => n,
+            Err(e) if rbuf.is_empty() && !got_any => {
+                return Err(io::Error::new(io::ErrorKind::ConnectionAborted, e))
+            }
+            Err(e) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("response cut short: {e}"),
+                ))
+            }
+        };
         if n == 0 {
             return Err(if rbuf.is_empty() && !got_any {
                 io::Error::new(io::ErrorKind::ConnectionAborted, "no response")
@@ -1432,6 +1475,12 @@ fn parse_response(data: &[u8]) -> io::Result<Option<(RespHead, Vec<u8>)>> {
     out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
     let upgrade = status == 101;
+    let has_te = headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("transfer-encoding"));
+    // A response with a transfer coding, or one that never has a body (1xx, 204), passes no
+    // Content-Length on (RFC 9112 6.3, RFC 9110 8.6).
+    let drop_length = has_te || status < 200 || status == 204;
     for h in headers.iter() {
         let name = h.name;
         let keep = if upgrade {
@@ -1440,10 +1489,12 @@ fn parse_response(data: &[u8]) -> io::Result<Option<(RespHead, Vec<u8>)>> {
         } else {
             // A coding other than chunked stays visible to the client (the body is relayed
             // as is, until the connection ends).
-            (framing == Framing::Close && name.eq_ignore_ascii_case("transfer-encoding"))
+            (framing == Framing::Close
+                && status != 204
+                && name.eq_ignore_ascii_case("transfer-encoding"))
                 || !(hop_by_hop(name)
                     || conn.names(name)
-                    || (framing == Framing::Chunked && name.eq_ignore_ascii_case("content-length")))
+                    || (drop_length && name.eq_ignore_ascii_case("content-length")))
         };
         if keep {
             out.extend_from_slice(name.as_bytes());
@@ -1572,11 +1623,22 @@ async fn forward(
         Err(e) => {
             drop(pumping);
             drop(in_flight);
-            return Forwarded::NoResponse(e);
+            // Only a connection that ended before any byte came back is a stale one whose
+            // request may be sent again; anything else was an answer, even if invalid.
+            return if e.kind() == io::ErrorKind::ConnectionAborted {
+                Forwarded::NoResponse(e)
+            } else {
+                Forwarded::BadResponse(e)
+            };
         }
     };
     rbuf.consume(head.len);
     let status = head.status;
+    if status == 101 && !prep.upgrade {
+        drop(pumping);
+        drop(in_flight);
+        return Forwarded::BadResponse(io::Error::other("101 to a request without Upgrade"));
+    }
     x.entry.metrics.record(status, x.started.elapsed());
     if let Some(a) = prep.access.as_mut() {
         a.status = status;
@@ -1586,10 +1648,6 @@ async fn forward(
 
     if status == 101 {
         drop(pumping);
-        if !prep.upgrade {
-            drop(in_flight);
-            return Forwarded::NoResponse(io::Error::other("101 to a request without Upgrade"));
-        }
         client_head.extend_from_slice(b"\r\n");
         client_head.extend_from_slice(rbuf.pending());
         if write_client(cw, &client_head, idle).await.is_err() {
@@ -1663,7 +1721,9 @@ async fn forward(
         });
     }
     // A body the app declared for a HEAD/204/304 answer is not read: if the app sends one
-    // anyway (a common bug), the bytes would be taken for the next response. Not reused.
+    // anyway (a common bug, and it may come a moment later), the bytes would be taken for the
+    // next response, another client's. Not reused (nginx does reuse; the cost is a new
+    // connection for such answers).
     let skipped_body =
         framing == Framing::None && matches!(head.framing, Framing::Length(_) | Framing::Chunked);
     let reusable = head.keep_alive && framing != Framing::Close && !skipped_body;

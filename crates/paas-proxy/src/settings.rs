@@ -256,8 +256,10 @@ pub struct ProxySettings {
     /// An endpoint that refused a connection gets no requests for this long (passive health).
     /// Default 5 s.
     pub ejection_time: Duration,
-    /// Retry an idempotent request without a body once on another endpoint when it could not
-    /// be sent. Default true.
+    /// Retries: a request whose endpoint refused the connection goes once to another endpoint
+    /// (nothing reached the app: any method), and an idempotent request without a body whose
+    /// pooled connection the app had closed is sent again on a new one (a request the app
+    /// answered, even with an invalid response, is never sent again). Default true.
     pub retry_idempotent: bool,
     /// Idle upstream connections are not reused, and are closed, after this long. Default 4 s:
     /// below the keep-alive timeout of common app servers (Node and uvicorn 5 s), so the proxy

@@ -577,3 +577,144 @@ async fn transfer_codings_besides_chunked_reach_the_client() {
     );
     assert!(out.ends_with("\r\n\r\n5\r\nhello\r\n0\r\n\r\n"), "{out}");
 }
+
+/// A loopback address nothing listens on.
+async fn refused_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    addr
+}
+
+#[tokio::test]
+async fn a_refused_connection_sends_any_request_to_another_endpoint() {
+    let up = Upstream::start("live").await;
+    let dead = refused_addr().await;
+    let mut settings = ProxySettings::default();
+    settings.balance = paas_proxy::Balance::RoundRobin;
+    // No ejection: every other request is first sent to the dead endpoint.
+    settings.ejection_time = Duration::ZERO;
+    let p = Proxy::start(settings).await;
+    p.router
+        .set_route(route("half", &[], &[dead, up.addr]))
+        .await
+        .unwrap();
+    for i in 0..6 {
+        let (out, _) = raw(
+            p.addr,
+            format!(
+                "POST /echo HTTP/1.1\r\nHost: half.localhost\r\nContent-Length: 5\r\nConnection: close\r\n\r\npost{i}"
+            )
+            .as_bytes(),
+        )
+        .await;
+        assert!(out.starts_with("HTTP/1.1 200"), "POST {i}: {out}");
+    }
+}
+
+#[tokio::test]
+async fn an_invalid_answer_is_not_sent_to_the_app_again() {
+    // The app answers the first request on a connection well and the second one with a
+    // response the proxy refuses (two different lengths).
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    let addr = scripted(move |mut s, _| {
+        let seen = counter.clone();
+        async move {
+            let mut n = 0;
+            loop {
+                let head = read_head(&mut s).await;
+                if head.is_empty() {
+                    return;
+                }
+                seen.fetch_add(1, Ordering::SeqCst);
+                n += 1;
+                let answer: &[u8] = if n == 1 {
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+                } else {
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nbad"
+                };
+                let _ = s.write_all(answer).await;
+            }
+        }
+    })
+    .await;
+    let p = Proxy::start(ProxySettings::default()).await;
+    p.router
+        .set_route(route("bad", &[], &[addr]))
+        .await
+        .unwrap();
+    let get = b"GET / HTTP/1.1\r\nHost: bad.localhost\r\nConnection: close\r\n\r\n";
+    let (out, _) = raw(p.addr, get).await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let (out, _) = raw(p.addr, get).await;
+    assert!(out.starts_with("HTTP/1.1 502"), "{out}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        2,
+        "the GET the app answered (badly) was not sent again"
+    );
+}
+
+#[tokio::test]
+async fn response_framing_headers_the_client_must_not_get_are_dropped() {
+    let addr = scripted(|mut s, _| async move {
+        let head = read_head(&mut s).await;
+        let answer: &[u8] = if head.starts_with("GET /gzip") {
+            // A coding other than chunked, with a length: the body ends with the connection.
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\ncontent-length: 5\r\n\r\n0123456789"
+        } else if head.starts_with("GET /twice") {
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+        } else {
+            b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n"
+        };
+        let _ = s.write_all(answer).await;
+    })
+    .await;
+    let p = Proxy::start(ProxySettings::default()).await;
+    p.router.set_route(route("fr", &[], &[addr])).await.unwrap();
+    let req = |path: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: fr.localhost\r\nConnection: close\r\n\r\n")
+    };
+    let (out, closed) = raw(p.addr, req("/gzip").as_bytes()).await;
+    let lower = out.to_ascii_lowercase();
+    assert!(lower.starts_with("http/1.1 200"), "{out}");
+    assert!(lower.contains("transfer-encoding: gzip"), "{out}");
+    assert!(!lower.contains("content-length"), "RFC 9112 6.3: {out}");
+    assert!(out.ends_with("\r\n\r\n0123456789") && closed, "{out}");
+    let (out, _) = raw(p.addr, req("/twice").as_bytes()).await;
+    assert!(
+        out.starts_with("HTTP/1.1 502"),
+        "chunked applied twice: {out}"
+    );
+    let (out, _) = raw(p.addr, req("/empty").as_bytes()).await;
+    assert!(out.starts_with("HTTP/1.1 204"), "{out}");
+    assert!(
+        !out.to_ascii_lowercase().contains("content-length"),
+        "RFC 9110 8.6: {out}"
+    );
+}
+
+#[tokio::test]
+async fn an_h2c_upgrade_is_not_passed_to_the_app() {
+    let up = Upstream::start("h2").await;
+    let p = Proxy::start(ProxySettings::default()).await;
+    p.router
+        .set_route(route("h2", &[], &[up.addr]))
+        .await
+        .unwrap();
+    let (out, _) = raw(
+        p.addr,
+        b"GET /headers HTTP/1.1\r\nHost: h2.localhost\r\nConnection: Upgrade, HTTP2-Settings, close\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\nX-Real-IP: 6.6.6.6\r\nTrue-Client-IP: 6.6.6.6\r\n\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let lower = out.to_ascii_lowercase();
+    assert!(!lower.contains("\"upgrade\""), "{out}");
+    assert!(!lower.contains("http2-settings"), "{out}");
+    assert!(
+        !lower.contains("6.6.6.6"),
+        "client address headers dropped: {out}"
+    );
+}

@@ -373,8 +373,10 @@ async fn a_trusted_proxy_in_front_passes_its_forwarded_headers_on() {
         ("x-forwarded-host", "shop.example.com"),
         ("x-forwarded-port", "443"),
         ("forwarded", "for=203.0.113.7"),
+        ("x-real-ip", "203.0.113.7"),
     ])
     .await;
+    assert_eq!(h["x-real-ip"], "203.0.113.7", "kept from a trusted proxy");
     assert_eq!(h["x-forwarded-for"], "203.0.113.7, 198.51.100.2, 127.0.0.1");
     assert_eq!(h["x-forwarded-proto"], "https");
     assert_eq!(h["x-forwarded-host"], "shop.example.com");
@@ -420,6 +422,8 @@ async fn a_client_outside_the_trusted_networks_gets_its_forwarded_headers_replac
             ("x-forwarded-for", "6.6.6.6"),
             ("x-forwarded-proto", "https"),
             ("x-forwarded-host", "evil.example"),
+            ("x-real-ip", "6.6.6.6"),
+            ("true-client-ip", "6.6.6.6"),
         ],
         Bytes::new(),
     )
@@ -428,6 +432,10 @@ async fn a_client_outside_the_trusted_networks_gets_its_forwarded_headers_replac
     assert_eq!(h["x-forwarded-for"], "127.0.0.1");
     assert_eq!(h["x-forwarded-proto"], "http");
     assert_eq!(h["x-forwarded-host"], "u.localhost");
+    assert!(
+        !h.contains_key("x-real-ip") && !h.contains_key("true-client-ip"),
+        "{h:?}"
+    );
 }
 
 #[tokio::test]
