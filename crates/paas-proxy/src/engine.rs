@@ -34,8 +34,10 @@ use crate::router::{Shared, Stop};
 use crate::table::{normalize_host, now_ms, AppEntry, Endpoint, InFlight};
 use crate::upstream::{self, UpstreamConn};
 
-/// Most header lines in a request or response head.
+/// Most header lines in a request head.
 const MAX_HEADERS: usize = 128;
+/// Most header lines in a response head (apps that set many cookies need more than 128).
+const MAX_RESPONSE_HEADERS: usize = 256;
 /// Bytes asked for by one read.
 const READ_CHUNK: usize = 16 * 1024;
 /// Largest response head accepted from an app.
@@ -367,6 +369,7 @@ const BAD_CODING: &str = "<!doctype html><title>Bad request</title><h1>Bad reque
 const BAD_HOST: &str = "<!doctype html><title>Bad request</title><h1>Bad request</h1><p>The request has no valid Host.</p>\n";
 const BAD_REQUEST: &str = "<!doctype html><title>Bad request</title><h1>Bad request</h1><p>The request is not valid HTTP/1.</p>\n";
 const BAD_CHUNK: &str = "<!doctype html><title>Bad request</title><h1>Bad request</h1><p>The chunked request body is malformed.</p>\n";
+const TOO_LONG_URI: &str = "<!doctype html><title>URI too long</title><h1>URI too long</h1><p>The request line must fit in the header size limit.</p>\n";
 const TOO_BIG_HEAD: &str = "<!doctype html><title>Request header fields too large</title><h1>Request header fields too large</h1><p>The request line and headers must fit in the limit.</p>\n";
 
 /// Whether `name` is hop-by-hop (besides those a `Connection` header names).
@@ -587,6 +590,16 @@ fn refuse(status: u16, reason: &str, text: &str) -> Parsed {
     Parsed::Refuse(page(status, reason, text, true))
 }
 
+/// The answer to a request head over the limit: 414 when the request line alone is, else 431.
+fn too_big(data: &[u8], limit: usize) -> Parsed {
+    let line = data.iter().position(|b| *b == b'\n').unwrap_or(data.len());
+    if line > limit {
+        refuse(414, "URI Too Long", TOO_LONG_URI)
+    } else {
+        refuse(431, "Request Header Fields Too Large", TOO_BIG_HEAD)
+    }
+}
+
 /// Parses and prepares the request at the front of `data`.
 fn prepare(shared: &Shared, client: &Client, data: &[u8], started: Instant) -> Parsed {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -595,7 +608,7 @@ fn prepare(shared: &Shared, client: &Client, data: &[u8], started: Instant) -> P
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
             return if data.len() > shared.settings.max_header_bytes {
-                refuse(431, "Request Header Fields Too Large", TOO_BIG_HEAD)
+                too_big(data, shared.settings.max_header_bytes)
             } else {
                 Parsed::Partial
             };
@@ -606,7 +619,7 @@ fn prepare(shared: &Shared, client: &Client, data: &[u8], started: Instant) -> P
         Err(_) => return refuse(400, "Bad Request", BAD_REQUEST),
     };
     if head_len > shared.settings.max_header_bytes {
-        return refuse(431, "Request Header Fields Too Large", TOO_BIG_HEAD);
+        return too_big(data, shared.settings.max_header_bytes);
     }
     let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
         return refuse(400, "Bad Request", BAD_REQUEST);
@@ -1014,6 +1027,7 @@ async fn exchange(
                 // answered, and the request is safe to send again.
                 tracing::debug!(endpoint = %ctx.endpoint.addr, error = %e, "pooled connection closed; trying a new one");
                 pool_retries += 1;
+                entry.metrics.retries.fetch_add(1, Ordering::Relaxed);
             }
             Forwarded::NoResponse(e) | Forwarded::BadResponse(e) => {
                 upstream_failed(&entry, &mut prep, ctx.endpoint.addr);
@@ -1439,7 +1453,7 @@ async fn read_response_head(
 /// Parses a response head; `None` when incomplete. Also returns the head for the client: the
 /// status line and headers minus hop-by-hop ones (framing and `Connection` are added later).
 fn parse_response(data: &[u8]) -> io::Result<Option<(RespHead, Vec<u8>)>> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
     let mut resp = httparse::Response::new(&mut headers);
     let len = match resp.parse(data) {
         Ok(httparse::Status::Complete(n)) => n,

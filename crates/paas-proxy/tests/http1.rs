@@ -718,3 +718,30 @@ async fn an_h2c_upgrade_is_not_passed_to_the_app() {
         "client address headers dropped: {out}"
     );
 }
+
+#[tokio::test]
+async fn a_response_with_many_cookies_is_relayed() {
+    let addr = scripted(|mut s, _| async move {
+        let _ = read_head(&mut s).await;
+        let mut answer = String::from("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n");
+        for i in 0..200 {
+            answer.push_str(&format!("set-cookie: c{i}=v{i}; Path=/\r\n"));
+        }
+        answer.push_str("\r\nok");
+        let _ = s.write_all(answer.as_bytes()).await;
+    })
+    .await;
+    let p = Proxy::start(ProxySettings::default()).await;
+    p.router
+        .set_route(route("cookies", &[], &[addr]))
+        .await
+        .unwrap();
+    let (out, _) = raw(
+        p.addr,
+        b"GET / HTTP/1.1\r\nHost: cookies.localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert_eq!(out.matches("set-cookie: ").count(), 200);
+    assert!(out.ends_with("\r\n\r\nok"));
+}

@@ -527,6 +527,11 @@ async fn oversized_headers_get_431() {
     let (out, closed) = raw(p.addr, req.as_bytes()).await;
     assert!(out.starts_with("HTTP/1.1 431"), "{out}");
     assert!(closed);
+    // A request line over the limit is a URI too long.
+    let req = format!("GET /{big} HTTP/1.1\r\nHost: big.localhost\r\n\r\n");
+    let (out, closed) = raw(p.addr, req.as_bytes()).await;
+    assert!(out.starts_with("HTTP/1.1 414"), "{out}");
+    assert!(closed);
     assert_eq!(up.hits(), 0);
 }
 
