@@ -602,9 +602,10 @@ fn too_big(data: &[u8], limit: usize) -> Parsed {
 
 /// Parses and prepares the request at the front of `data`.
 fn prepare(shared: &Shared, client: &Client, data: &[u8], started: Instant) -> Parsed {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    let head_len = match req.parse(data) {
+    // Left uninitialized: httparse writes the headers it finds (no 4 KiB fill per request).
+    let mut headers = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let head_len = match req.parse_with_uninit_headers(data, &mut headers) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
             return if data.len() > shared.settings.max_header_bytes {
@@ -1453,9 +1454,13 @@ async fn read_response_head(
 /// Parses a response head; `None` when incomplete. Also returns the head for the client: the
 /// status line and headers minus hop-by-hop ones (framing and `Connection` are added later).
 fn parse_response(data: &[u8]) -> io::Result<Option<(RespHead, Vec<u8>)>> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-    let mut resp = httparse::Response::new(&mut headers);
-    let len = match resp.parse(data) {
+    let mut headers = [const { std::mem::MaybeUninit::uninit() }; MAX_RESPONSE_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut resp,
+        data,
+        &mut headers,
+    ) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
