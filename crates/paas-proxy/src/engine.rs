@@ -503,40 +503,32 @@ fn framing_of(headers: &[httparse::Header<'_>], request: bool) -> Result<Framing
     }
 }
 
+/// Whether header name `a` is `b` (lowercase, dashes) in any case and with `_` for `-` (some
+/// frameworks map both spellings to the same name).
+fn same_header_name(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            let x = if *x == b'_' {
+                b'-'
+            } else {
+                x.to_ascii_lowercase()
+            };
+            x == *y
+        })
+}
+
 /// Other headers that frameworks read the client's address from (`X-Real-IP`,
 /// `True-Client-IP`, also spelled with underscores): passed on only from trusted proxies.
 fn client_address_header(name: &str) -> bool {
     let n = name.as_bytes();
-    let same = |b: &[u8]| {
-        n.len() == b.len()
-            && n.iter().zip(b).all(|(x, y)| {
-                let x = if *x == b'_' {
-                    b'-'
-                } else {
-                    x.to_ascii_lowercase()
-                };
-                x == *y
-            })
-    };
-    same(b"x-real-ip") || same(b"true-client-ip")
+    same_header_name(n, b"x-real-ip") || same_header_name(n, b"true-client-ip")
 }
 
-/// `Forwarded` and `X-Forwarded-*`, also spelled with underscores (which some frameworks map to
-/// the same name): only the proxy sets them.
+/// `Forwarded` and `X-Forwarded-*`, also spelled with underscores: only the proxy sets them.
 fn forwarded_family(name: &str) -> bool {
-    let same = |a: &[u8], b: &[u8]| {
-        a.len() == b.len()
-            && a.iter().zip(b).all(|(x, y)| {
-                let x = if *x == b'_' {
-                    b'-'
-                } else {
-                    x.to_ascii_lowercase()
-                };
-                x == *y
-            })
-    };
     let n = name.as_bytes();
-    same(n, b"forwarded") || (n.len() > 12 && same(&n[..12], b"x-forwarded-"))
+    same_header_name(n, b"forwarded")
+        || (n.len() > 12 && same_header_name(&n[..12], b"x-forwarded-"))
 }
 
 fn idempotent(m: &str) -> bool {
