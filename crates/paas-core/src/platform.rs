@@ -1195,7 +1195,7 @@ impl Platform {
                     .scheduler
                     .start(StartRequest::new(release.clone(), ty.clone(), missing))
                     .await?;
-                if let Err(e) = self.wait_healthy(&release, &started).await {
+                if let Err(e) = self.wait_healthy(release, &started).await {
                     let ids = started.iter().map(|i| i.id.clone()).collect();
                     let _ = self
                         .inner
