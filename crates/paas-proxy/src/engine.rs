@@ -562,7 +562,8 @@ struct Prepared {
     http10: bool,
     is_head: bool,
     retryable: bool,
-    upgrade: bool,
+    /// The protocols an upgrade request asked for (its `Upgrade` value).
+    upgrade: Option<Box<[u8]>>,
     access: Option<AccessRecord>,
 }
 
@@ -736,7 +737,7 @@ fn prepare(shared: &Shared, client: &Client, data: &[u8], started: Instant) -> P
     } else {
         None
     };
-    let upgrade = upgrade_proto.is_some();
+    let upgrade = upgrade_proto.map(Box::<[u8]>::from);
 
     // The upstream head, written from the parsed slices.
     let mut up = Vec::with_capacity(head_len + 256);
@@ -823,7 +824,7 @@ fn prepare(shared: &Shared, client: &Client, data: &[u8], started: Instant) -> P
             is_head: method == "HEAD",
             retryable: shared.settings.retry_idempotent
                 && body == Framing::None
-                && !upgrade
+                && upgrade.is_none()
                 && idempotent(method),
             upgrade,
             access,
@@ -1388,6 +1389,8 @@ struct RespHead {
     /// A chunked response's `Transfer-Encoding` when it has codings besides chunked (`gzip,
     /// chunked`): the client is told about them.
     codings: Option<Vec<u8>>,
+    /// A 101's `Upgrade` value: the protocols the app switches to.
+    upgrade_to: Option<Vec<u8>>,
 }
 
 /// Reads the response head into `rbuf`, relaying interim (1xx) responses to the client.
@@ -1524,6 +1527,14 @@ fn parse_response(data: &[u8]) -> io::Result<Option<(RespHead, Vec<u8>)>> {
             framing,
             keep_alive: version == 1 && !conn.close,
             codings,
+            upgrade_to: upgrade
+                .then(|| {
+                    headers
+                        .iter()
+                        .find(|h| h.name.eq_ignore_ascii_case("upgrade"))
+                        .map(|h| h.value.to_vec())
+                })
+                .flatten(),
         },
         out,
     )))
@@ -1645,10 +1656,24 @@ async fn forward(
     };
     rbuf.consume(head.len);
     let status = head.status;
-    if status == 101 && !prep.upgrade {
-        drop(pumping);
-        drop(in_flight);
-        return Forwarded::BadResponse(io::Error::other("101 to a request without Upgrade"));
+    if status == 101 {
+        // The app may only switch to a protocol the client asked for (RFC 9110 7.8).
+        let asked = prep.upgrade.as_deref();
+        let allowed = match (asked, head.upgrade_to.as_deref()) {
+            (Some(asked), Some(to)) => {
+                let name = |t: &[u8]| t.split(|b| *b == b'/').next().unwrap_or(t).to_vec();
+                let offered: Vec<Vec<u8>> = tokens(asked).map(name).collect();
+                tokens(to).all(|t| offered.iter().any(|o| o.eq_ignore_ascii_case(&name(t))))
+            }
+            _ => false,
+        };
+        if !allowed {
+            drop(pumping);
+            drop(in_flight);
+            return Forwarded::BadResponse(io::Error::other(
+                "101 switching to a protocol the client did not ask for",
+            ));
+        }
     }
     x.entry.metrics.record(status, x.started.elapsed());
     if let Some(a) = prep.access.as_mut() {

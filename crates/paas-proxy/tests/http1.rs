@@ -745,3 +745,34 @@ async fn a_response_with_many_cookies_is_relayed() {
     assert_eq!(out.matches("set-cookie: ").count(), 200);
     assert!(out.ends_with("\r\n\r\nok"));
 }
+
+#[tokio::test]
+async fn a_switch_to_a_protocol_the_client_did_not_ask_for_is_refused() {
+    let addr = scripted(|mut s, _| async move {
+        let head = read_head(&mut s).await;
+        let to = if head.contains("/other") {
+            "h2c"
+        } else {
+            "WebSocket"
+        };
+        let answer = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: {to}\r\n\r\nhello"
+        );
+        let _ = s.write_all(answer.as_bytes()).await;
+        let _ = s.flush().await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    })
+    .await;
+    let p = Proxy::start(ProxySettings::default()).await;
+    p.router.set_route(route("sw", &[], &[addr])).await.unwrap();
+    let req = |path: &str, connection: &str| {
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: sw.localhost\r\nConnection: {connection}\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+    };
+    let (out, _) = raw(p.addr, req("/other", "Upgrade, close").as_bytes()).await;
+    assert!(out.starts_with("HTTP/1.1 502"), "{out}");
+    let (out, _) = raw(p.addr, req("/ws", "Upgrade").as_bytes()).await;
+    assert!(out.starts_with("HTTP/1.1 101"), "{out}");
+    assert!(out.ends_with("\r\n\r\nhello"), "{out}");
+}
