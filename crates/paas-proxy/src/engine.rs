@@ -31,7 +31,7 @@ use tokio::net::TcpStream;
 
 use crate::access::AccessRecord;
 use crate::router::{Shared, Stop};
-use crate::table::{normalize_host, now_ms, AppEntry, Endpoint, InFlight};
+use crate::table::{normalize_host, now_ms, parse_port, AppEntry, Endpoint, InFlight};
 use crate::upstream::{self, UpstreamConn};
 
 /// Most header lines in a request head.
@@ -115,14 +115,7 @@ fn push_trusted_forwarded(
     up.extend_from_slice(b"x-forwarded-proto: ");
     up.extend_from_slice(proto);
     up.extend_from_slice(b"\r\nx-forwarded-port: ");
-    let valid_port = port.filter(|p| {
-        (1..=5).contains(&p.len())
-            && p.iter().all(u8::is_ascii_digit)
-            && std::str::from_utf8(p)
-                .ok()
-                .and_then(|p| p.parse::<u16>().ok())
-                .is_some_and(|p| p > 0)
-    });
+    let valid_port = port.filter(|p| parse_port(p).is_some_and(|n| n > 0));
     match valid_port {
         Some(p) => up.extend_from_slice(p),
         None => {

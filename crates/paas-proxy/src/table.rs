@@ -245,16 +245,22 @@ impl Table {
     }
 }
 
+/// A port number written as 1 to 5 decimal digits (no sign, no spaces), at most 65535.
+pub(crate) fn parse_port(p: &[u8]) -> Option<u16> {
+    if !(1..=5).contains(&p.len()) || !p.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    p.iter()
+        .try_fold(0u32, |n, d| Some(n * 10 + u32::from(d - b'0')))
+        .and_then(|n| u16::try_from(n).ok())
+}
+
 /// Normalizes a `Host` value: strips the port and a trailing dot, lowercases. `None` when the
 /// value is not a host: a name of letters, digits, `-`, `_` and `.`, or an IPv6 literal in
 /// brackets, then optionally `:` and a port (0-65535) (no user info, no spaces).
 pub(crate) fn normalize_host(raw: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
     let s = std::str::from_utf8(raw).ok()?;
-    let port_ok = |p: &str| {
-        (1..=5).contains(&p.len())
-            && p.bytes().all(|b| b.is_ascii_digit())
-            && p.parse::<u16>().is_ok()
-    };
+    let port_ok = |p: &str| parse_port(p.as_bytes()).is_some();
     let host = if let Some(rest) = s.strip_prefix('[') {
         // IPv6 literal: keep the brackets' content.
         let end = rest.find(']')?;
