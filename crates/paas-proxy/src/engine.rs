@@ -19,7 +19,7 @@ use std::fmt::Write as _;
 use std::future::Future as _;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -1684,7 +1684,7 @@ async fn forward(
         }
         let early = buf.pending().to_vec();
         buf.consume(buf.len());
-        let bytes = tunnel(cr, cw, &mut ur, &mut uw, &early, &x.endpoint, idle).await;
+        let bytes = tunnel(cr, cw, &mut ur, &mut uw, &early, x, idle).await;
         drop(in_flight);
         if let Some(mut a) = prep.access.take() {
             a.bytes = bytes;
@@ -1913,9 +1913,10 @@ async fn tunnel(
     ur: &mut ReadHalf<'_>,
     uw: &mut WriteHalf<'_>,
     early: &[u8],
-    endpoint: &Endpoint,
+    x: &Exchange<'_>,
     idle: Duration,
 ) -> u64 {
+    let endpoint = &x.endpoint;
     if !early.is_empty() && uw.write_all(early).await.is_err() {
         return 0;
     }
@@ -1925,23 +1926,41 @@ async fn tunnel(
     if endpoint.closing.load(Ordering::SeqCst) {
         return 0;
     }
+    // Milliseconds from `start` to the last bytes read from either side.
+    let start = Instant::now();
+    let last = AtomicU64::new(0);
     let up_copy = async {
-        let r = tokio::io::copy(cr, uw).await;
+        let r = copy_marking(cr, uw, &last, start).await;
         let _ = uw.shutdown().await;
         r
     };
     let down_copy = async {
-        let r = tokio::io::copy(ur, cw).await;
+        let r = copy_marking(ur, cw, &last, start).await;
         let _ = cw.shutdown().await;
-        r.unwrap_or(0)
+        r
     };
-    tokio::pin!(up_copy, down_copy);
+    let silent_for = x.shared.settings.tunnel_idle_timeout;
+    let silence = async {
+        loop {
+            let deadline = start + Duration::from_millis(last.load(Ordering::Relaxed)) + silent_for;
+            if Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep_until(deadline.into()).await;
+        }
+    };
+    tokio::pin!(up_copy, down_copy, silence);
     let mut down = None;
     tokio::select! {
         _ = &mut up_copy => {}
         d = &mut down_copy => down = Some(d),
         _ = &mut closing => {
             tracing::debug!(endpoint = %endpoint.addr, "closing upgraded connection after drain timeout");
+            return 0;
+        }
+        _ = &mut silence => {
+            x.shared.global.tunnel_timeouts.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(endpoint = %endpoint.addr, "closing upgraded connection: silent both ways for {silent_for:?}");
             return 0;
         }
     }
@@ -1959,6 +1978,29 @@ async fn tunnel(
     tokio::select! {
         r = tokio::time::timeout(idle, rest) => r.unwrap_or(0),
         _ = &mut closing => 0,
+    }
+}
+
+/// Copies `r` to `w` until `r` ends or either fails, noting in `last` when bytes were last
+/// read (milliseconds since `start`). Returns the bytes copied.
+async fn copy_marking(
+    r: &mut ReadHalf<'_>,
+    w: &mut WriteHalf<'_>,
+    last: &AtomicU64,
+    start: Instant,
+) -> u64 {
+    let mut buf = vec![0u8; 8 * 1024];
+    let mut total = 0;
+    loop {
+        let n = match r.read(&mut buf).await {
+            Ok(0) | Err(_) => return total,
+            Ok(n) => n,
+        };
+        last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
+        if w.write_all(&buf[..n]).await.is_err() {
+            return total;
+        }
+        total += n as u64;
     }
 }
 

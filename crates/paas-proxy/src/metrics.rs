@@ -45,6 +45,7 @@ pub(crate) struct GlobalMetrics {
     pub(crate) connections_open: AtomicI64,
     pub(crate) header_timeouts: AtomicU64,
     pub(crate) idle_timeouts: AtomicU64,
+    pub(crate) tunnel_timeouts: AtomicU64,
     pub(crate) rejected_framing: AtomicU64,
 }
 
@@ -164,7 +165,7 @@ pub(crate) fn render(
             e.addr, e.healthy as u8
         );
     }
-    let globals: [(&str, &str, &str, i64); 6] = [
+    let globals: [(&str, &str, &str, i64); 7] = [
         (
             "paas_proxy_unrouted_requests_total",
             "counter",
@@ -194,6 +195,12 @@ pub(crate) fn render(
             "counter",
             "Connections closed after the idle timeout.",
             global.idle_timeouts.load(Relaxed) as i64,
+        ),
+        (
+            "paas_proxy_tunnel_timeouts_total",
+            "counter",
+            "Upgraded connections (WebSocket) closed after being silent both ways for the tunnel idle timeout.",
+            global.tunnel_timeouts.load(Relaxed) as i64,
         ),
         (
             "paas_proxy_rejected_framing_total",

@@ -241,6 +241,10 @@ pub struct ProxySettings {
     /// stalls, a client or app that stops reading, and the open side of an upgraded connection
     /// whose other side closed are cut after this long. Default 60 s.
     pub idle_timeout: Duration,
+    /// An upgraded connection (WebSocket) silent in both directions for this long is closed,
+    /// as Heroku's router does after 55 s and nginx after its 60 s `proxy_read_timeout`;
+    /// WebSocket apps keep theirs open with pings. Default 60 s.
+    pub tunnel_idle_timeout: Duration,
     /// An app must start its response (send the status line and headers) within this time after
     /// the request was sent, or the client gets 504 (like Heroku's 30 s router timeout). Once
     /// the response has started, each read may wait up to `idle_timeout`. Default 30 s.
@@ -290,6 +294,7 @@ impl Default for ProxySettings {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             response_timeout: Duration::from_secs(30),
+            tunnel_idle_timeout: Duration::from_secs(60),
             max_header_bytes: 16 * 1024,
             max_body_bytes: None,
             drain_timeout: Duration::from_secs(30),
@@ -326,6 +331,7 @@ impl ProxySettings {
         positive("header_read_timeout", self.header_read_timeout)?;
         positive("idle_timeout", self.idle_timeout)?;
         positive("response_timeout", self.response_timeout)?;
+        positive("tunnel_idle_timeout", self.tunnel_idle_timeout)?;
         positive("drain_timeout", self.drain_timeout)?;
         positive("pool_idle_timeout", self.pool_idle_timeout)?;
         if self.ejection_time > Duration::from_secs(30 * 24 * 3600) {

@@ -192,18 +192,15 @@ async fn active_health_checks_take_dead_endpoints_out() {
     );
 }
 
-#[tokio::test]
-async fn websocket_echo_through_the_proxy_counts_as_in_flight() {
-    let up = Upstream::start("ws").await;
-    let p = Proxy::start(ProxySettings::default()).await;
-    p.router
-        .set_route(route("ws", &[], &[up.addr]))
-        .await
-        .unwrap();
-    let stream = TcpStream::connect(p.addr).await.unwrap();
+type WebSocket = tokio_tungstenite::WebSocketStream<TcpStream>;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Opens a WebSocket to the upstream's `/ws` echo through the proxy at `proxy`.
+async fn websocket(proxy: std::net::SocketAddr, host: &str) -> WebSocket {
+    let stream = TcpStream::connect(proxy).await.unwrap();
     let request = http::Request::builder()
-        .uri("ws://ws.localhost/ws")
-        .header("host", "ws.localhost")
+        .uri(format!("ws://{host}/ws"))
+        .header("host", host)
         .header("connection", "Upgrade")
         .header("upgrade", "websocket")
         .header("sec-websocket-version", "13")
@@ -213,11 +210,22 @@ async fn websocket_echo_through_the_proxy_counts_as_in_flight() {
         )
         .body(())
         .unwrap();
-    let (mut socket, resp) = tokio_tungstenite::client_async(request, stream)
+    let (socket, resp) = tokio_tungstenite::client_async(request, stream)
         .await
         .unwrap();
     assert_eq!(resp.status(), 101);
-    use tokio_tungstenite::tungstenite::Message;
+    socket
+}
+
+#[tokio::test]
+async fn websocket_echo_through_the_proxy_counts_as_in_flight() {
+    let up = Upstream::start("ws").await;
+    let p = Proxy::start(ProxySettings::default()).await;
+    p.router
+        .set_route(route("ws", &[], &[up.addr]))
+        .await
+        .unwrap();
+    let mut socket = websocket(p.addr, "ws.localhost").await;
     for i in 0..5 {
         socket
             .send(Message::Text(format!("hello {i}").into()))
@@ -250,6 +258,55 @@ async fn websocket_echo_through_the_proxy_counts_as_in_flight() {
         vec![up.addr],
         "drained once the socket closed"
     );
+}
+
+#[tokio::test]
+async fn a_websocket_silent_both_ways_is_closed_after_the_tunnel_idle_timeout() {
+    let up = Upstream::start("ws").await;
+    let mut settings = ProxySettings::default();
+    settings.tunnel_idle_timeout = Duration::from_millis(500);
+    let p = Proxy::start(settings).await;
+    p.router
+        .set_route(route("ws", &[], &[up.addr]))
+        .await
+        .unwrap();
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin_addr = admin.local_addr().unwrap();
+    tokio::spawn(p.router.clone().serve_admin(admin, std::future::pending()));
+
+    // Traffic keeps it open well past the timeout: a message every 150 ms for 1.5 s.
+    let mut socket = websocket(p.addr, "ws.localhost").await;
+    for i in 0..10 {
+        socket
+            .send(Message::Text(format!("ping {i}").into()))
+            .await
+            .unwrap();
+        let back = socket.next().await.unwrap().unwrap();
+        assert_eq!(back, Message::Text(format!("ping {i}").into()));
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert_eq!(p.router.in_flight(up.addr), 1);
+
+    // Silence both ways: the proxy closes it, and the endpoint has nothing in flight.
+    let end = tokio::time::timeout(Duration::from_secs(10), socket.next())
+        .await
+        .expect("the silent tunnel is closed by the proxy");
+    assert!(
+        !matches!(end, Some(Ok(Message::Text(_)))),
+        "no message came, the connection ended: {end:?}"
+    );
+    assert!(eventually(5, || p.router.in_flight(up.addr) == 0).await);
+    let text = get(&client(), admin_addr, "admin", "/metrics").await.body;
+    assert!(
+        text.contains("paas_proxy_tunnel_timeouts_total 1"),
+        "{text}"
+    );
+
+    // The rule is checked: zero is refused, naming the field.
+    let mut bad = ProxySettings::default();
+    bad.tunnel_idle_timeout = Duration::ZERO;
+    let err = ProxyRouter::new(bad).unwrap_err();
+    assert!(err.to_string().contains("tunnel_idle_timeout"), "{err}");
 }
 
 #[tokio::test]
