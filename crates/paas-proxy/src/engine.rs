@@ -1700,7 +1700,10 @@ async fn forward(
         head.framing
     };
     let dechunk = framing == Framing::Chunked && prep.http10;
-    if framing == Framing::Chunked && !dechunk {
+    // A HEAD answer carries the headers a GET would get, `Transfer-Encoding` included (RFC
+    // 9110 9.3.2), though no body follows.
+    let head_of_chunked = prep.is_head && head.framing == Framing::Chunked && !prep.http10;
+    if (framing == Framing::Chunked && !dechunk) || head_of_chunked {
         client_head.extend_from_slice(b"transfer-encoding: ");
         client_head.extend_from_slice(head.codings.as_deref().unwrap_or(b"chunked"));
         client_head.extend_from_slice(b"\r\n");

@@ -496,6 +496,51 @@ async fn a_body_sent_after_a_head_answer_never_reaches_the_next_request() {
 }
 
 #[tokio::test]
+async fn a_head_answer_keeps_the_transfer_encoding_a_get_would_get() {
+    let addr = scripted(|mut s, _| async move {
+        loop {
+            let head = read_head(&mut s).await;
+            if head.is_empty() {
+                return;
+            }
+            let answer: &[u8] = if head.starts_with("HEAD") {
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nx-kind: head\r\n\r\n"
+            } else {
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nget\r\n0\r\n\r\n"
+            };
+            if s.write_all(answer).await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    let p = Proxy::start(ProxySettings::default()).await;
+    p.router
+        .set_route(route("headte", &[], &[addr]))
+        .await
+        .unwrap();
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"HEAD / HTTP/1.1\r\nHost: headte.localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let head = read_until(&mut s, "\r\n\r\n").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("transfer-encoding: chunked\r\n"), "{head}");
+    assert!(head.contains("x-kind: head\r\n"), "{head}");
+    assert!(
+        head.ends_with("\r\n\r\n"),
+        "no body after a HEAD answer: {head}"
+    );
+    // The connection is still in step: the next request gets its own, chunked, answer.
+    s.write_all(b"GET / HTTP/1.1\r\nHost: headte.localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let get = read_until(&mut s, "0\r\n\r\n").await;
+    assert!(get.starts_with("HTTP/1.1 200"), "{get}");
+    assert!(get.ends_with("3\r\nget\r\n0\r\n\r\n"), "{get}");
+}
+
+#[tokio::test]
 async fn a_blank_line_after_a_body_leaves_the_connection_idle_not_in_a_head() {
     let up = Upstream::start("crlf").await;
     let mut settings = ProxySettings::default();
