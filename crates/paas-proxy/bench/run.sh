@@ -296,4 +296,16 @@ for peer in nginx haproxy ${BASE_BIN:+base}; do
         "p50 $(ratio "${P50[paas]}" "${P50[$peer]}"), p99 $(ratio "${P99[paas]}" "${P99[$peer]}")," \
         "memory/idle conn $(ratio "${RSS[paas]}" "${RSS[$peer]}"), CPU/request $(ratio "${CPU[paas]}" "${CPU[$peer]}")"
 done
+# Paired per round: a round's proxies ran back to back, so their ratio is steadier than the ratio
+# of medians when the machine's speed drifts over the run.
+paired() { # R_X array name -> per-round ratios of paas to the better of nginx and HAProxy
+    local -n arr=$1
+    read -r -a p <<<"${arr[paas]}"
+    read -r -a n <<<"${arr[nginx]}"
+    read -r -a h <<<"${arr[haproxy]}"
+    for i in "${!p[@]}"; do
+        awk -v a="${p[$i]}" -v b="${n[$i]}" -v c="${h[$i]}" 'BEGIN { m = (b > c) ? b : c; if (m + 0 == 0) printf "n/a "; else printf "%.2f ", a / m }'
+    done
+}
+echo "paas-proxy / the better peer, per round: keep-alive r/s $(paired R_KA)| close r/s $(paired R_CLOSE)"
 echo "(r/s: higher is better; latency, memory and CPU per keep-alive request: lower is better. Raw wrk output in $WORK.)"
