@@ -125,6 +125,9 @@ async fn main() {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    // Every routed connection holds two descriptors (client and app).
+    let open_files = paas::proxy::raise_open_files_limit();
+    tracing::debug!(?open_files, "open files limit");
     if let Err(e) = run(args).await {
         eprintln!("paasd: error: {e}");
         std::process::exit(1);

@@ -32,6 +32,7 @@
 mod access;
 mod engine;
 mod health;
+mod limits;
 mod metrics;
 mod router;
 pub mod routes_file;
@@ -39,6 +40,7 @@ pub mod settings;
 mod table;
 mod upstream;
 
+pub use limits::raise_open_files_limit;
 pub use router::ProxyRouter;
 pub use routes_file::{load_routes_file, watch_routes_file, RoutesFile};
 pub use settings::{ActiveHealthCheck, Balance, HealthProbe, IpNet, ProxySettings};

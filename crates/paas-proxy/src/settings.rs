@@ -270,7 +270,10 @@ pub struct ProxySettings {
     /// does not send a request on a connection the app is closing at that moment (which would be
     /// a 502 that cannot be retried safely).
     pub pool_idle_timeout: Duration,
-    /// Idle upstream connections kept per endpoint. Default 256.
+    /// Idle upstream connections kept per endpoint. Default no limit (`usize::MAX`), as in
+    /// HAProxy and hyper: the pool only ever holds connections that concurrent requests needed
+    /// within `pool_idle_timeout`, and a lower cap makes a proxy under more concurrent requests
+    /// than the cap close and reopen connections to the app for every request above it.
     pub pool_max_idle_per_endpoint: usize,
     /// Active health checks; `None` (default) relies on passive health only (the scheduler
     /// already checks processes before they are routed).
@@ -301,7 +304,7 @@ impl Default for ProxySettings {
             ejection_time: Duration::from_secs(5),
             retry_idempotent: true,
             pool_idle_timeout: Duration::from_secs(4),
-            pool_max_idle_per_endpoint: 256,
+            pool_max_idle_per_endpoint: usize::MAX,
             health_check: None,
             trusted_proxies: Vec::new(),
         }

@@ -160,3 +160,67 @@ async fn pool_keeps_at_most_max_idle_connections() {
         closed.load(Ordering::SeqCst)
     );
 }
+
+#[tokio::test]
+async fn many_concurrent_requests_reuse_their_connections_by_default() {
+    // 300 requests at a time: each wave needs 300 connections to the app, and the next wave
+    // finds them all in the pool (a pool capped below the concurrency would close and reopen
+    // connections for every request above the cap).
+    const AT_ONCE: usize = 300;
+    paas_proxy::raise_open_files_limit(); // 4 descriptors per request in this one process
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let acc = accepted.clone();
+    // Answers once a whole wave is in flight, so a wave's requests need a connection each.
+    let wave = Arc::new(tokio::sync::Barrier::new(AT_ONCE));
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            acc.fetch_add(1, Ordering::SeqCst);
+            let wave = wave.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    buf.drain(..end);
+                    let _ = tokio::time::timeout(Duration::from_secs(20), wave.wait()).await;
+                    if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let p = Proxy::start(ProxySettings::default()).await;
+    p.router
+        .set_route(route("many", &[], &[addr]))
+        .await
+        .unwrap();
+    for wave in 0..3 {
+        let mut tasks = Vec::new();
+        for _ in 0..AT_ONCE {
+            let addr = p.addr;
+            tasks.push(tokio::spawn(async move {
+                get(&client(), addr, "many.localhost", "/").await.status
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), 200, "wave {wave}");
+        }
+    }
+    let opened = accepted.load(Ordering::SeqCst);
+    assert!(
+        opened <= AT_ONCE + AT_ONCE / 10,
+        "3 waves of {AT_ONCE} concurrent requests opened {opened} connections to the app"
+    );
+}

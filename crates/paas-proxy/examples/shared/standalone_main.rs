@@ -48,6 +48,9 @@ fn main() {
             }),
         )
         .init();
+    // Every proxied connection holds two descriptors (client and app).
+    let open_files = paas_proxy::raise_open_files_limit();
+    tracing::debug!(?open_files, "open files limit");
     // One thread: a current-thread runtime (no work-stealing bookkeeping); more: that many
     // workers.
     let mut runtime = match args.threads {
