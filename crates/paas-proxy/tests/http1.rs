@@ -495,6 +495,72 @@ async fn a_body_sent_after_a_head_answer_never_reaches_the_next_request() {
     }
 }
 
+/// 3 MB of a pattern that shows any lost, repeated or reordered stretch.
+fn pattern() -> Vec<u8> {
+    (0..3_000_000u32).map(|i| (i % 251) as u8).collect()
+}
+
+#[tokio::test]
+async fn large_bodies_arrive_intact_with_a_length_and_delimited_by_close() {
+    // `/length` answers with Content-Length, `/close` with a body ended by closing; both are
+    // written in uneven pieces.
+    let addr = scripted(|mut s, _| async move {
+        loop {
+            let head = read_head(&mut s).await;
+            if head.is_empty() {
+                return;
+            }
+            let body = pattern();
+            let close = head.starts_with("GET /close");
+            let answer = if close {
+                "HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n".to_string()
+            } else {
+                format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len())
+            };
+            if s.write_all(answer.as_bytes()).await.is_err() {
+                return;
+            }
+            for piece in body.chunks(70_001) {
+                if s.write_all(piece).await.is_err() {
+                    return;
+                }
+            }
+            if close {
+                return;
+            }
+        }
+    })
+    .await;
+    let p = Proxy::start(ProxySettings::default()).await;
+    p.router
+        .set_route(route("large", &[], &[addr]))
+        .await
+        .unwrap();
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    // Twice on one keep-alive connection, then the close-delimited one.
+    for path in ["/length", "/length", "/close"] {
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: large.localhost\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let head = read_head(&mut s).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}");
+        let mut body = Vec::new();
+        if path == "/close" {
+            assert!(head.contains("connection: close"), "{head}");
+            s.read_to_end(&mut body).await.unwrap();
+        } else {
+            assert!(head.contains("content-length: 3000000"), "{head}");
+            body.resize(3_000_000, 0);
+            s.read_exact(&mut body).await.unwrap();
+        }
+        assert!(
+            body == pattern(),
+            "{path}: the body differs ({} bytes)",
+            body.len()
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_head_answer_keeps_the_transfer_encoding_a_get_would_get() {
     let addr = scripted(|mut s, _| async move {
