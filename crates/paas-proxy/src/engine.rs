@@ -1710,7 +1710,11 @@ async fn forward(
     let dechunk = framing == Framing::Chunked && prep.http10;
     // A HEAD answer carries the headers a GET would get, `Transfer-Encoding` included (RFC
     // 9110 9.3.2), though no body follows.
-    let head_of_chunked = prep.is_head && head.framing == Framing::Chunked && !prep.http10;
+    let head_of_chunked = prep.is_head
+        && head.framing == Framing::Chunked
+        && !prep.http10
+        && status != 204
+        && status != 304;
     if (framing == Framing::Chunked && !dechunk) || head_of_chunked {
         client_head.extend_from_slice(b"transfer-encoding: ");
         client_head.extend_from_slice(head.codings.as_deref().unwrap_or(b"chunked"));
@@ -2006,7 +2010,7 @@ async fn tunnel(
 }
 
 /// Copies `r` to `w` until `r` ends or either fails, noting in `last` when bytes were last
-/// read (milliseconds since `start`). Returns the bytes copied.
+/// read or written (milliseconds since `start`). Returns the bytes copied.
 async fn copy_marking(
     r: &mut ReadHalf<'_>,
     w: &mut WriteHalf<'_>,
@@ -2021,8 +2025,14 @@ async fn copy_marking(
             Ok(n) => n,
         };
         last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
-        if w.write_all(&buf[..n]).await.is_err() {
-            return total;
+        // Progress on writes counts too: a tunnel whose reader is slow is not silent.
+        let mut done = 0;
+        while done < n {
+            match w.write(&buf[done..n]).await {
+                Ok(0) | Err(_) => return total + done as u64,
+                Ok(k) => done += k,
+            }
+            last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
         }
         total += n as u64;
     }
