@@ -9,7 +9,8 @@
 #
 # Measures, for each proxy: req/s with keep-alive clients, req/s with `Connection: close`
 # clients, c=1 latency p50/p99 (and the origin alone, for the added latency per hop), and RSS
-# per idle keep-alive client connection, and the proxy process's CPU time per keep-alive request
+# per idle keep-alive client connection, req/s and p99 with MANY_CONNS keep-alive clients, MiB/s
+# of 1 MiB responses, and the proxy process's CPU time per keep-alive request
 # (from /proc: on a 2-core machine shared with wrk and the origin, req/s swings with scheduling;
 # CPU per request is the steadier figure). Prints a table and the ratios of paas-proxy to each.
 set -euo pipefail
@@ -17,6 +18,7 @@ set -euo pipefail
 DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-32}
+MANY_CONNS=${MANY_CONNS:-1000}
 IDLE_CONNS=${IDLE_CONNS:-2000}
 ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
 WORK=${WORK:-/tmp/paas-proxy-bench}
@@ -36,7 +38,8 @@ echo "building paas-proxy (release)..."
 (cd "$ROOT" && cargo build -q --release -p paas-proxy --example standalone)
 PAAS_BIN="$ROOT/target/release/examples/standalone"
 
-rm -rf "$WORK" && mkdir -p "$WORK/logs"
+rm -rf "$WORK" && mkdir -p "$WORK/logs" "$WORK/www"
+head -c 1048576 /dev/urandom >"$WORK/www/1m.bin"
 PIDS=()
 cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -59,6 +62,7 @@ http {
     server {
         listen 127.0.0.1:$ORIGIN_PORT reuseport backlog=4096;
         location / { default_type text/plain; return 200 "hello from the origin\n"; }
+        location = /1m.bin { root $WORK/www; }
     }
 }
 CONF
@@ -85,6 +89,7 @@ http {
             proxy_pass http://origin;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+            proxy_max_temp_file_size 0; # large bodies stream through memory, not a temp file
             proxy_set_header Host \$host;
             proxy_set_header X-Forwarded-For \$remote_addr;
             proxy_set_header X-Forwarded-Proto \$scheme;
@@ -168,6 +173,18 @@ run_wrk() { # port conns extra-header -> file
     if grep -q "Non-2xx\|Socket errors" "$out"; then grep "Non-2xx\|Socket errors" "$out" | sed "s/^/    port $port: /"; fi
 }
 
+run_wrk_many() { # port -> file: many keep-alive clients (two wrk threads to drive them)
+    wrk -t2 -c"$MANY_CONNS" -d"${DURATION}s" --latency -H "$HOST_HEADER" "http://127.0.0.1:$1/" >"$2" 2>&1 || true
+    if grep -q "Non-2xx\|Socket errors" "$2"; then grep "Non-2xx\|Socket errors" "$2" | sed "s/^/    port $1: /"; fi
+}
+run_wrk_big() { # port -> file: 1 MiB responses
+    wrk -t1 -c8 -d"${DURATION}s" -H "$HOST_HEADER" "http://127.0.0.1:$1/1m.bin" >"$2" 2>&1 || true
+    if grep -q "Non-2xx\|Socket errors" "$2"; then grep "Non-2xx\|Socket errors" "$2" | sed "s/^/    port $1: /"; fi
+}
+mib_s() { # wrk's "Transfer/sec: 1.23GB" -> MiB/s
+    awk '/^Transfer\/sec:/ { v=$2; if (v ~ /GB$/) { sub(/GB$/,"",v); print v*1024 } else if (v ~ /MB$/) { sub(/MB$/,"",v); print v+0 } else if (v ~ /KB$/) { sub(/KB$/,"",v); print v/1024 } else print v }'
+}
+
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 cpu_us_per_req() { # ticks-before ticks-after wrk-output -> CPU microseconds per request
     local n
@@ -212,7 +229,7 @@ measure_rss() { # pid port -> KiB per idle connection
     awk -v a="$after" -v b="$before" -v n="$IDLE_CONNS" 'BEGIN { printf "%.2f", (a-b)/n }'
 }
 
-declare -A KA CLOSE P50 P99 RSS CPU
+declare -A KA CLOSE P50 P99 RSS CPU MANY MANY99 BIG
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 proxy_of() { # name -> "port pid"
     case $1 in
@@ -230,7 +247,7 @@ ORIGIN_P99=$(pct 99% <"$WORK/origin-c1.txt")
 # The proxies take turns, ROUNDS times, in a rotating order, and each figure is the median of
 # its rounds: on a small shared machine, throughput drifts over a run, and turns keep the drift
 # from favouring whichever proxy happens to run first.
-declare -A R_KA R_CLOSE R_P50 R_P99 R_CPU
+declare -A R_KA R_CLOSE R_P50 R_P99 R_CPU R_MANY R_MANY99 R_BIG
 read -r -a ORDER <<<"$NAMES"
 rotated() { # round -> the proxies in that round's order (rotating: none always runs first)
     local shift_by=$((($1 - 1) % ${#ORDER[@]}))
@@ -247,6 +264,18 @@ for round in $(seq 1 "$ROUNDS"); do
         run_wrk "$port" "$CONNS" "" "$out-ka.txt"
         R_CPU[$name]+=" $(cpu_us_per_req "$ticks" "$(cpu_ticks "$pid")" "$out-ka.txt")"
         R_KA[$name]+=" $(rps <"$out-ka.txt")"
+    done
+done
+for round in $(seq 1 "$ROUNDS"); do
+    for name in $(rotated "$round"); do
+        read -r port pid <<<"$(proxy_of "$name")"
+        echo "round $round/$ROUNDS, $name: keep-alive c=$MANY_CONNS, and 1 MiB bodies c=8..."
+        out="$WORK/$name-$round"
+        run_wrk_many "$port" "$out-many.txt"
+        R_MANY[$name]+=" $(rps <"$out-many.txt")"
+        R_MANY99[$name]+=" $(pct 99% <"$out-many.txt")"
+        run_wrk_big "$port" "$out-big.txt"
+        R_BIG[$name]+=" $(mib_s <"$out-big.txt")"
     done
 done
 for round in $(seq 1 "$ROUNDS"); do
@@ -276,6 +305,9 @@ for name in $NAMES; do
     P50[$name]=$(median <<<"${R_P50[$name]}")
     P99[$name]=$(median <<<"${R_P99[$name]}")
     CPU[$name]=$(median <<<"${R_CPU[$name]}")
+    MANY[$name]=$(median <<<"${R_MANY[$name]}")
+    MANY99[$name]=$(median <<<"${R_MANY99[$name]}")
+    BIG[$name]=$(median <<<"${R_BIG[$name]}")
     echo "$name: idle connections..."
     RSS[$name]=$(measure_rss "$pid" "$port")
     echo "  rounds: keep-alive r/s${R_KA[$name]}; close r/s${R_CLOSE[$name]}; p50${R_P50[$name]}; CPU us/req${R_CPU[$name]}"
@@ -289,12 +321,19 @@ for name in $NAMES; do
     printf "%-10s %14s %14s %10s %10s %12s %14s %12s\n" "$name" "${KA[$name]}" "${CLOSE[$name]}" "${P50[$name]}" "${P99[$name]}" "$added" "${RSS[$name]}" "${CPU[$name]}"
 done
 echo
+printf "%-10s %18s %18s %18s\n" proxy "c=$MANY_CONNS r/s" "c=$MANY_CONNS p99 us" "1 MiB bodies MiB/s"
+for name in $NAMES; do
+    printf "%-10s %18s %18s %18s\n" "$name" "${MANY[$name]}" "${MANY99[$name]}" "${BIG[$name]}"
+done
+echo
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b+0 == 0) print "n/a"; else printf "%.2fx", a/b }'; }
 for peer in nginx haproxy ${BASE_BIN:+base}; do
     echo "paas-proxy / $peer: keep-alive r/s $(ratio "${KA[paas]}" "${KA[$peer]}")," \
         "close r/s $(ratio "${CLOSE[paas]}" "${CLOSE[$peer]}")," \
         "p50 $(ratio "${P50[paas]}" "${P50[$peer]}"), p99 $(ratio "${P99[paas]}" "${P99[$peer]}")," \
-        "memory/idle conn $(ratio "${RSS[paas]}" "${RSS[$peer]}"), CPU/request $(ratio "${CPU[paas]}" "${CPU[$peer]}")"
+        "memory/idle conn $(ratio "${RSS[paas]}" "${RSS[$peer]}"), CPU/request $(ratio "${CPU[paas]}" "${CPU[$peer]}")," \
+        "c=$MANY_CONNS r/s $(ratio "${MANY[paas]}" "${MANY[$peer]}"), c=$MANY_CONNS p99 $(ratio "${MANY99[paas]}" "${MANY99[$peer]}")," \
+        "1 MiB bodies $(ratio "${BIG[paas]}" "${BIG[$peer]}")"
 done
 # Paired per round: a round's proxies ran back to back, so their ratio is steadier than the ratio
 # of medians when the machine's speed drifts over the run.
@@ -307,5 +346,6 @@ paired() { # R_X array name -> per-round ratios of paas to the better of nginx a
         awk -v a="${p[$i]}" -v b="${n[$i]}" -v c="${h[$i]}" 'BEGIN { m = (b > c) ? b : c; if (m + 0 == 0) printf "n/a "; else printf "%.2f ", a / m }'
     done
 }
-echo "paas-proxy / the better peer, per round: keep-alive r/s $(paired R_KA)| close r/s $(paired R_CLOSE)"
+echo "paas-proxy / the better peer, per round: keep-alive r/s $(paired R_KA)| close r/s $(paired R_CLOSE)|" \
+    "c=$MANY_CONNS r/s $(paired R_MANY)| 1 MiB bodies $(paired R_BIG)"
 echo "(r/s: higher is better; latency, memory and CPU per keep-alive request: lower is better. Raw wrk output in $WORK.)"
