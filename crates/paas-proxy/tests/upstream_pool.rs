@@ -24,6 +24,21 @@ struct RawUpstream {
     closed_by_proxy: Arc<AtomicUsize>,
 }
 
+/// Reads from `s` into `buf` until a request head is there and takes it out of `buf`; false
+/// at EOF or on an error.
+async fn next_head(s: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> bool {
+    let mut chunk = [0u8; 4096];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    buf.drain(..end);
+    true
+}
+
 async fn raw_upstream(close_idle: bool) -> RawUpstream {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -39,19 +54,11 @@ async fn raw_upstream(close_idle: bool) -> RawUpstream {
             let closed = closed.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
                 loop {
-                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match s.read(&mut chunk).await {
-                            Ok(0) | Err(_) => {
-                                closed.fetch_add(1, Ordering::SeqCst);
-                                return;
-                            }
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
+                    if !next_head(&mut s, &mut buf).await {
+                        closed.fetch_add(1, Ordering::SeqCst);
+                        return;
                     }
-                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-                    buf.drain(..end);
                     if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
                         .await
                         .is_err()
@@ -180,16 +187,10 @@ async fn many_concurrent_requests_reuse_their_connections_by_default() {
             let wave = wave.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
                 loop {
-                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match s.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
+                    if !next_head(&mut s, &mut buf).await {
+                        return;
                     }
-                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-                    buf.drain(..end);
                     let _ = tokio::time::timeout(Duration::from_secs(20), wave.wait()).await;
                     if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
                         .await
