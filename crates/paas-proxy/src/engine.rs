@@ -1686,16 +1686,19 @@ async fn forward(
     if status == 101 {
         drop(pumping);
         client_head.extend_from_slice(b"\r\n");
+        // Bytes the endpoint sent right after its `101` head go out with it.
+        let tunnelled_early = rbuf.pending().len() as u64;
         client_head.extend_from_slice(rbuf.pending());
         if write_client(cw, &client_head, idle).await.is_err() {
             return Forwarded::Done(Next::Close);
         }
         let early = buf.pending().to_vec();
         buf.consume(buf.len());
-        let bytes = tunnel(cr, cw, &mut ur, &mut uw, &early, x, idle).await;
+        let end = tunnel(cr, cw, &mut ur, &mut uw, &early, x, idle).await;
         drop(in_flight);
         if let Some(mut a) = prep.access.take() {
-            a.bytes = bytes;
+            a.bytes = tunnelled_early + end.bytes;
+            a.note = end.note;
             a.emit();
         }
         return Forwarded::Done(Next::Close);
@@ -1932,9 +1935,18 @@ async fn body_refused(
     Next::Linger
 }
 
+/// How a tunnel ended, for the access log.
+struct TunnelEnd {
+    /// Bytes sent to the client after the `101` head.
+    bytes: u64,
+    /// Why the proxy closed it, when it did (empty when the peers closed it).
+    note: &'static str,
+}
+
 /// Copies bytes both ways between an upgraded client connection and its endpoint, until both
-/// sides close, or one side closed and the other stayed silent for `idle`, or the endpoint's
-/// drain timeout passes. Returns the bytes sent to the client.
+/// sides close, or the tunnel stays silent both ways for `tunnel_idle_timeout` (once one side
+/// has closed, for the shorter of that and `idle`: a peer that vanished without a FIN would
+/// otherwise hold the tunnel forever), or the endpoint's drain timeout passes.
 async fn tunnel(
     cr: &mut ReadHalf<'_>,
     cw: &mut WriteHalf<'_>,
@@ -1943,85 +1955,98 @@ async fn tunnel(
     early: &[u8],
     x: &Exchange<'_>,
     idle: Duration,
-) -> u64 {
+) -> TunnelEnd {
     let endpoint = &x.endpoint;
+    let drained = TunnelEnd {
+        bytes: 0,
+        note: "closed after drain timeout",
+    };
     if !early.is_empty() && uw.write_all(early).await.is_err() {
-        return 0;
+        return TunnelEnd { bytes: 0, note: "" };
     }
     let closing = endpoint.close_tunnels.notified();
     tokio::pin!(closing);
     closing.as_mut().enable();
     if endpoint.closing.load(Ordering::SeqCst) {
-        return 0;
+        return drained;
     }
-    // Milliseconds from `start` to the last bytes read from either side.
+    // Milliseconds from `start` to the last bytes read or written on either side.
     let start = Instant::now();
     let last = AtomicU64::new(0);
+    let (up_bytes, down_bytes) = (AtomicU64::new(0), AtomicU64::new(0));
     let up_copy = async {
-        let r = copy_marking(cr, uw, &last, start).await;
+        copy_marking(cr, uw, &last, start, &up_bytes).await;
         let _ = uw.shutdown().await;
-        r
     };
     let down_copy = async {
-        let r = copy_marking(ur, cw, &last, start).await;
+        copy_marking(ur, cw, &last, start, &down_bytes).await;
         let _ = cw.shutdown().await;
-        r
     };
     let silent_for = x.shared.settings.tunnel_idle_timeout;
-    let silence = async {
-        loop {
-            let deadline = start + Duration::from_millis(last.load(Ordering::Relaxed)) + silent_for;
-            if Instant::now() >= deadline {
-                break;
+    let silence = |limit: Duration| {
+        let last = &last;
+        async move {
+            loop {
+                let deadline = start + Duration::from_millis(last.load(Ordering::Relaxed)) + limit;
+                if Instant::now() >= deadline {
+                    break;
+                }
+                tokio::time::sleep_until(deadline.into()).await;
             }
-            tokio::time::sleep_until(deadline.into()).await;
         }
     };
-    tokio::pin!(up_copy, down_copy, silence);
-    let mut down = None;
+    let end = |note: &'static str| TunnelEnd {
+        bytes: down_bytes.load(Ordering::Relaxed),
+        note,
+    };
+    tokio::pin!(up_copy, down_copy);
+    let mut up_done = false;
     tokio::select! {
-        _ = &mut up_copy => {}
-        d = &mut down_copy => down = Some(d),
+        _ = &mut up_copy => up_done = true,
+        _ = &mut down_copy => {}
         _ = &mut closing => {
             tracing::debug!(endpoint = %endpoint.addr, "closing upgraded connection after drain timeout");
-            return 0;
+            return end(drained.note);
         }
-        _ = &mut silence => {
+        _ = silence(silent_for) => {
             x.shared.global.tunnel_timeouts.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(endpoint = %endpoint.addr, "closing upgraded connection: silent both ways for {silent_for:?}");
-            return 0;
+            return end("closed after idle timeout");
         }
     }
-    // One side is done: the other gets `idle` to finish (a peer that vanished without a FIN
-    // would otherwise hold the tunnel forever).
+    // One side is done; the other goes on while it stays busy.
     let rest = async {
-        match down {
-            Some(d) => {
-                let _ = up_copy.await;
-                d
-            }
-            None => down_copy.await,
+        if up_done {
+            down_copy.await
+        } else {
+            up_copy.await
         }
     };
+    let limit = silent_for.min(idle);
     tokio::select! {
-        r = tokio::time::timeout(idle, rest) => r.unwrap_or(0),
-        _ = &mut closing => 0,
+        _ = rest => end(""),
+        _ = &mut closing => end(drained.note),
+        _ = silence(limit) => {
+            x.shared.global.tunnel_timeouts.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(endpoint = %endpoint.addr, "closing half-closed upgraded connection: silent for {limit:?}");
+            end("closed after idle timeout")
+        }
     }
 }
 
 /// Copies `r` to `w` until `r` ends or either fails, noting in `last` when bytes were last
-/// read or written (milliseconds since `start`). Returns the bytes copied.
+/// read or written (milliseconds since `start`) and adding the bytes written to `copied`.
 async fn copy_marking(
     r: &mut ReadHalf<'_>,
     w: &mut WriteHalf<'_>,
     last: &AtomicU64,
     start: Instant,
-) -> u64 {
+    copied: &AtomicU64,
+) {
     let mut buf = vec![0u8; 8 * 1024];
-    let mut total = 0;
     loop {
         let n = match r.read(&mut buf).await {
-            Ok(0) | Err(_) => return total,
+            Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
         last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
@@ -2029,12 +2054,14 @@ async fn copy_marking(
         let mut done = 0;
         while done < n {
             match w.write(&buf[done..n]).await {
-                Ok(0) | Err(_) => return total + done as u64,
-                Ok(k) => done += k,
+                Ok(0) | Err(_) => return,
+                Ok(k) => {
+                    done += k;
+                    copied.fetch_add(k as u64, Ordering::Relaxed);
+                }
             }
             last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
         }
-        total += n as u64;
     }
 }
 

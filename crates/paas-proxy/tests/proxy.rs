@@ -864,3 +864,81 @@ async fn a_client_that_half_closes_after_its_request_gets_the_response() {
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     assert_eq!(up.hits(), 1);
 }
+
+#[tokio::test]
+async fn a_half_closed_tunnel_lives_while_the_other_side_talks_and_its_bytes_are_logged() {
+    // An endpoint that switches to a one-way stream: ten ticks 150 ms apart (1.5 s in all),
+    // then silence without closing.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut b = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut b).await.unwrap();
+            assert!(n > 0, "the request head arrives");
+            head.extend_from_slice(&b[..n]);
+        }
+        s.write_all(
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: x-ticks\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        for i in 0..10 {
+            s.write_all(format!("tick {i}\n").as_bytes()).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+        // Hold the connection open and silent (the proxy's FIN for the client's half-close
+        // arrives, but this end never closes) until the proxy gives up on it.
+        let _ = s.read_to_end(&mut Vec::new()).await;
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    });
+    let sink = std::sync::Arc::new(paas_core::memory::MemoryLogSink::new());
+    let mut settings = ProxySettings::default();
+    settings.idle_timeout = Duration::from_millis(500);
+    settings.tunnel_idle_timeout = Duration::from_millis(500);
+    let router = ProxyRouter::new(settings)
+        .unwrap()
+        .with_access_log(sink.clone());
+    let p = Proxy::start_router(router).await;
+    p.router
+        .set_route(route("ticks", &[], &[up_addr]))
+        .await
+        .unwrap();
+
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"GET /ticks HTTP/1.1\r\nHost: ticks.localhost\r\nConnection: Upgrade\r\nUpgrade: x-ticks\r\n\r\n")
+        .await
+        .unwrap();
+    // The client has nothing to say: it half-closes at once and only listens.
+    s.shutdown().await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("the proxy closes the tunnel once it is silent")
+        .unwrap();
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.starts_with("HTTP/1.1 101"), "{out}");
+    let body = &out[out.find("\r\n\r\n").unwrap() + 4..];
+    let ticks: String = (0..10).map(|i| format!("tick {i}\n")).collect();
+    assert_eq!(
+        body, ticks,
+        "every tick arrives though the stream outlives the idle timeout three times"
+    );
+
+    let mut lines = Vec::new();
+    assert!(
+        eventually(10, || {
+            lines = futures::executor::block_on(sink.tail(&app("ticks"), 10)).unwrap();
+            !lines.is_empty()
+        })
+        .await
+    );
+    let t = &lines[0].text;
+    assert!(
+        t.contains("status=101") && t.contains(&format!("bytes={}", ticks.len())),
+        "the access line counts the tunnelled bytes: {t}"
+    );
+    assert!(t.contains("desc=\"closed after idle timeout\""), "{t}");
+}
