@@ -2,7 +2,7 @@
 # Benchmark: paas-proxy vs nginx vs HAProxy, one worker each, same origin, same wrk client.
 # Traffic only to 127.0.0.1. Not a test: run by hand, once, on a quiet machine.
 #
-#   crates/paas-proxy/bench/run.sh      # DURATION=5 ROUNDS=3 CONNS=32 IDLE_CONNS=2000 by default
+#   crates/paas-proxy/bench/run.sh      # DURATION=5 ROUNDS=5 CONNS=32 IDLE_CONNS=2000 by default
 #   DURATION=3 ROUNDS=1 IDLE_CONNS=1000 crates/paas-proxy/bench/run.sh  # shorter, while iterating
 #   BASE_BIN=/tmp/old-standalone crates/paas-proxy/bench/run.sh # also measure an older build
 #                                                               # ("base" row), in the same run
@@ -16,7 +16,7 @@
 set -euo pipefail
 
 DURATION=${DURATION:-5}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 CONNS=${CONNS:-32}
 MANY_CONNS=${MANY_CONNS:-1000}
 IDLE_CONNS=${IDLE_CONNS:-2000}
@@ -244,6 +244,23 @@ run_wrk $ORIGIN_PORT 1 "" "$WORK/origin-c1.txt"
 ORIGIN_P50=$(pct 50% <"$WORK/origin-c1.txt")
 ORIGIN_P99=$(pct 99% <"$WORK/origin-c1.txt")
 
+# Memory per idle connection first, before any load: after the c=$MANY_CONNS runs, each proxy
+# holds memory it does not give back, and idle connections would reuse it unseen.
+for name in $NAMES; do
+    read -r port pid <<<"$(proxy_of "$name")"
+    echo "$name: $IDLE_CONNS idle keep-alive connections..."
+    RSS[$name]=$(measure_rss "$pid" "$port")
+done
+
+# A warm-up turn each, not counted: it fills the upstream pools and allocators, and absorbs
+# the burst a virtual machine's CPU may give whatever runs first after a quiet spell (seen here:
+# the first proxy to run got 40% more than in every later round).
+for name in $NAMES; do
+    read -r port pid <<<"$(proxy_of "$name")"
+    echo "$name: warm-up..."
+    DURATION=2 run_wrk "$port" "$CONNS" "" "$WORK/$name-warmup.txt"
+done
+
 # The proxies take turns, ROUNDS times, in a rotating order, and each figure is the median of
 # its rounds: on a small shared machine, throughput drifts over a run, and turns keep the drift
 # from favouring whichever proxy happens to run first.
@@ -308,8 +325,6 @@ for name in $NAMES; do
     MANY[$name]=$(median <<<"${R_MANY[$name]}")
     MANY99[$name]=$(median <<<"${R_MANY99[$name]}")
     BIG[$name]=$(median <<<"${R_BIG[$name]}")
-    echo "$name: idle connections..."
-    RSS[$name]=$(measure_rss "$pid" "$port")
     echo "  rounds: keep-alive r/s${R_KA[$name]}; close r/s${R_CLOSE[$name]}; p50${R_P50[$name]}; CPU us/req${R_CPU[$name]}"
 done
 
