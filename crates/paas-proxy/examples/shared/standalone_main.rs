@@ -1,6 +1,13 @@
 // The body of the standalone router program, shared by the workspace's `proxy` example and
 // paas-proxy's `standalone` example (included with `include!`, hence no inner attributes).
 
+/// mimalloc, not the system allocator: tokio aligns each task and each socket's readiness
+/// record to 128 bytes, and glibc pads such aligned blocks; mimalloc's size classes do not.
+/// Measured by `crates/paas-proxy/bench/run.sh` on 2,000 idle keep-alive connections: 1.38 KiB
+/// each with glibc's allocator, 1.06 KiB with mimalloc (HAProxy: 1.28), and no less throughput.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
