@@ -2,7 +2,7 @@
 # Benchmark: paas-proxy vs nginx vs HAProxy, one worker each, same origin, same wrk client.
 # Traffic only to 127.0.0.1. Not a test: run by hand, once, on a quiet machine.
 #
-#   crates/paas-proxy/bench/run.sh      # DURATION=5 ROUNDS=5 CONNS=32 IDLE_CONNS=2000 by default
+#   crates/paas-proxy/bench/run.sh      # DURATION=5 (c=1: C1_DURATION=10) ROUNDS=5 CONNS=32 IDLE_CONNS=2000
 #   DURATION=3 ROUNDS=1 IDLE_CONNS=1000 crates/paas-proxy/bench/run.sh  # shorter, while iterating
 #   BASE_BIN=/tmp/old-standalone crates/paas-proxy/bench/run.sh # also measure an older build
 #                                                               # ("base" row), in the same run
@@ -16,6 +16,8 @@
 set -euo pipefail
 
 DURATION=${DURATION:-5}
+# c=1 turns run longer: their p99 is set by rare scheduling stalls, and more samples steady it.
+C1_DURATION=${C1_DURATION:-$((DURATION * 2))}
 ROUNDS=${ROUNDS:-5}
 CONNS=${CONNS:-32}
 MANY_CONNS=${MANY_CONNS:-1000}
@@ -240,7 +242,7 @@ proxy_of() { # name -> "port pid"
     esac
 }
 echo "origin alone, c=1..."
-run_wrk $ORIGIN_PORT 1 "" "$WORK/origin-c1.txt"
+DURATION=$C1_DURATION run_wrk $ORIGIN_PORT 1 "" "$WORK/origin-c1.txt"
 ORIGIN_P50=$(pct 50% <"$WORK/origin-c1.txt")
 ORIGIN_P99=$(pct 99% <"$WORK/origin-c1.txt")
 
@@ -300,7 +302,7 @@ for round in $(seq 1 "$ROUNDS"); do
         read -r port pid <<<"$(proxy_of "$name")"
         echo "round $round/$ROUNDS, $name: c=1..."
         out="$WORK/$name-$round"
-        run_wrk "$port" 1 "" "$out-c1.txt"
+        DURATION=$C1_DURATION run_wrk "$port" 1 "" "$out-c1.txt"
         R_P50[$name]+=" $(pct 50% <"$out-c1.txt")"
         R_P99[$name]+=" $(pct 99% <"$out-c1.txt")"
     done
@@ -325,7 +327,7 @@ for name in $NAMES; do
     MANY[$name]=$(median <<<"${R_MANY[$name]}")
     MANY99[$name]=$(median <<<"${R_MANY99[$name]}")
     BIG[$name]=$(median <<<"${R_BIG[$name]}")
-    echo "  rounds: keep-alive r/s${R_KA[$name]}; close r/s${R_CLOSE[$name]}; p50${R_P50[$name]}; CPU us/req${R_CPU[$name]}"
+    echo "  $name rounds: keep-alive r/s${R_KA[$name]}; close r/s${R_CLOSE[$name]}; p50${R_P50[$name]}; p99${R_P99[$name]}; CPU us/req${R_CPU[$name]}"
 done
 
 echo
@@ -352,15 +354,16 @@ for peer in nginx haproxy ${BASE_BIN:+base}; do
 done
 # Paired per round: a round's proxies ran back to back, so their ratio is steadier than the ratio
 # of medians when the machine's speed drifts over the run.
-paired() { # R_X array name -> per-round ratios of paas to the better of nginx and HAProxy
+paired() { # R_X array name [lower] -> per-round ratios of paas to the better of nginx and HAProxy
     local -n arr=$1
+    local lower=${2:-}
     read -r -a p <<<"${arr[paas]}"
     read -r -a n <<<"${arr[nginx]}"
     read -r -a h <<<"${arr[haproxy]}"
     for i in "${!p[@]}"; do
-        awk -v a="${p[$i]}" -v b="${n[$i]}" -v c="${h[$i]}" 'BEGIN { m = (b > c) ? b : c; if (m + 0 == 0) printf "n/a "; else printf "%.2f ", a / m }'
+        awk -v a="${p[$i]}" -v b="${n[$i]}" -v c="${h[$i]}" -v lower="$lower" 'BEGIN { m = (b > c) ? b : c; if (lower) m = (b < c) ? b : c; if (m + 0 == 0) printf "n/a "; else printf "%.2f ", a / m }'
     done
 }
 echo "paas-proxy / the better peer, per round: keep-alive r/s $(paired R_KA)| close r/s $(paired R_CLOSE)|" \
-    "c=$MANY_CONNS r/s $(paired R_MANY)| 1 MiB bodies $(paired R_BIG)"
+    "c=$MANY_CONNS r/s $(paired R_MANY)| 1 MiB bodies $(paired R_BIG)| c=1 p99 $(paired R_P99 lower)"
 echo "(r/s: higher is better; latency, memory and CPU per keep-alive request: lower is better. Raw wrk output in $WORK.)"
