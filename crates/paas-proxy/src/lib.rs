@@ -28,6 +28,11 @@
 //!   [`ProxyRouter::with_access_log`], into a [`paas_core::LogSink`] as the app's `router`
 //!   lines.
 //! - [`RoutesFile`] parses the JSON routes file of the standalone `proxy` binary.
+//! - Memory: an idle keep-alive client connection holds its task and its socket's readiness
+//!   record (no buffers). Tokio aligns both to 128 bytes, which glibc's allocator pads; the
+//!   example binaries use mimalloc (`#[global_allocator]`), which brings an idle connection
+//!   from 1.38 KiB to 1.06 KiB in `bench/run.sh`. A program embedding the router can do the
+//!   same.
 
 mod access;
 mod engine;
