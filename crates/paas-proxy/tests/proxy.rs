@@ -850,17 +850,12 @@ async fn a_client_that_half_closes_after_its_request_gets_the_response() {
         .set_route(route("half", &[], &[up.addr]))
         .await
         .unwrap();
-    let mut s = TcpStream::connect(p.addr).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: half.localhost\r\n\r\n")
-        .await
-        .unwrap();
-    s.shutdown().await.unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
-        .await
-        .expect("the proxy answers and closes")
-        .unwrap();
-    let out = String::from_utf8_lossy(&out);
+    let out = raw_half_closed(
+        p.addr,
+        b"GET / HTTP/1.1\r\nHost: half.localhost\r\n\r\n",
+        "the proxy answers and closes",
+    )
+    .await;
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     assert_eq!(up.hits(), 1);
 }
@@ -907,18 +902,13 @@ async fn a_half_closed_tunnel_lives_while_the_other_side_talks_and_its_bytes_are
         .await
         .unwrap();
 
-    let mut s = TcpStream::connect(p.addr).await.unwrap();
-    s.write_all(b"GET /ticks HTTP/1.1\r\nHost: ticks.localhost\r\nConnection: Upgrade\r\nUpgrade: x-ticks\r\n\r\n")
-        .await
-        .unwrap();
     // The client has nothing to say: it half-closes at once and only listens.
-    s.shutdown().await.unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
-        .await
-        .expect("the proxy closes the tunnel once it is silent")
-        .unwrap();
-    let out = String::from_utf8_lossy(&out);
+    let out = raw_half_closed(
+        p.addr,
+        b"GET /ticks HTTP/1.1\r\nHost: ticks.localhost\r\nConnection: Upgrade\r\nUpgrade: x-ticks\r\n\r\n",
+        "the proxy closes the tunnel once it is silent",
+    )
+    .await;
     assert!(out.starts_with("HTTP/1.1 101"), "{out}");
     let body = &out[out.find("\r\n\r\n").unwrap() + 4..];
     let ticks: String = (0..10).map(|i| format!("tick {i}\n")).collect();

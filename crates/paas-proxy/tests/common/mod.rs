@@ -293,6 +293,20 @@ pub async fn raw(proxy: SocketAddr, bytes: &[u8]) -> (String, bool) {
     (String::from_utf8_lossy(&out).into_owned(), closed)
 }
 
+/// Writes `bytes` on a fresh connection, half-closes it (the client has nothing more to say)
+/// and reads until the proxy closes its side; panics with `why` if that takes over 10 s.
+pub async fn raw_half_closed(proxy: SocketAddr, bytes: &[u8], why: &str) -> String {
+    let mut s = TcpStream::connect(proxy).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect(why)
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Polls `f` every 20 ms until it is true (at most `secs` seconds); returns its last value.
 pub async fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
