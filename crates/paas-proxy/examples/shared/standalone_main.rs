@@ -51,7 +51,11 @@ fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("warn,paas_proxy=info,paas_proxy::access=warn")
+                // This program's own lines (listening, routes loaded) as well as the router's.
+                tracing_subscriber::EnvFilter::new(format!(
+                    "warn,paas_proxy=info,paas_proxy::access=warn,{}=info",
+                    module_path!()
+                ))
             }),
         )
         .init();
