@@ -23,21 +23,16 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use futures::StreamExt;
-use paas_core::api::{
-    AddDomain, AppInfo, ConfigPatch, CreateApp, DeployBody, ReleaseView, RestartRequest,
-    RollbackRequest, RunCommand, StreamEvent,
+use paas::api::wire::{AppInfo, ConfigPatch, DeployBody, LogsQuery, PageRequest, ReleaseView};
+use paas::api::{Client, Operation, Update};
+use paas::core::{
+    AppName, ConfigKey, ConfigUpdate, DeployStatus, Domain, ErrorKind, Formation, Instance,
+    OutputStream, ProcessType, Version,
 };
-use paas_core::{
-    App, AppName, ConfigKey, ConfigUpdate, DeployStatus, Domain, ErrorBody, Formation, Instance,
-    LogLine, OutputStream, ProcessType, Version,
-};
-use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::Value;
 
 /// The name of the git remote the CLI adds and reads the app from.
 const REMOTE: &str = "paas";
@@ -220,8 +215,8 @@ impl CliError {
     }
 }
 
-impl From<paas_core::Error> for CliError {
-    fn from(e: paas_core::Error) -> Self {
+impl From<paas::core::Error> for CliError {
+    fn from(e: paas::core::Error) -> Self {
         CliError(e.message().to_string())
     }
 }
@@ -265,8 +260,8 @@ fn note(line: impl AsRef<str>) {
     let _ = writeln!(stderr, "{}", line.as_ref());
 }
 
-fn print_json(v: &Value) {
-    out(serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string()));
+fn print_json<T: Serialize + ?Sized>(v: &T) {
+    out(serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
 /// Renders rows as left-aligned columns under `headers`.
@@ -352,7 +347,7 @@ fn status_word(s: &DeployStatus) -> &'static str {
     }
 }
 
-fn short_commit(c: &Option<paas_core::CommitId>) -> String {
+fn short_commit(c: &Option<paas::core::CommitId>) -> String {
     c.as_ref()
         .map(|c| c.as_str().chars().take(7).collect())
         .unwrap_or_else(|| "-".into())
@@ -437,21 +432,36 @@ fn redact_url(url: &str) -> String {
     url.to_string()
 }
 
-/// The base URL without a trailing slash; only `http://` (the client has no TLS).
-fn normalize_base(url: &str) -> CliResult<String> {
-    let base = url.trim().trim_end_matches('/').to_string();
-    let Some(rest) = base.strip_prefix("http://") else {
-        return Err(CliError::new(format!(
-            "PAAS_URL must be an http:// URL (got \"{}\")",
-            redact_url(&base)
-        )));
-    };
-    if rest.is_empty() || rest.contains('@') {
-        return Err(CliError::new(
-            "PAAS_URL must be http://HOST[:PORT] without credentials (put the token in PAAS_TOKEN)",
-        ));
+/// The client of `PAAS_URL` (`http://` or `https://`, without credentials) with the token of
+/// `PAAS_TOKEN`.
+fn client(url: &str) -> CliResult<Client> {
+    let client = Client::new(url).map_err(|e| {
+        CliError::new(format!(
+            "PAAS_URL: {} (put the token in PAAS_TOKEN)",
+            e.message()
+        ))
+    })?;
+    Ok(match std::env::var("PAAS_TOKEN") {
+        Ok(t) => client.with_token(t),
+        Err(_) => client,
+    })
+}
+
+/// A failure of an API call, with a hint for the usual mistakes.
+fn api_error(client: &Client, e: paas::core::Error) -> CliError {
+    match e.kind() {
+        ErrorKind::Unauthenticated if !client.has_token() => CliError::new(
+            "unauthorized (401): PAAS_TOKEN is not set; export PAAS_TOKEN=<the token paasd printed or was started with>",
+        ),
+        ErrorKind::Unauthenticated => {
+            CliError::new("unauthorized (401): the token in PAAS_TOKEN is wrong")
+        }
+        ErrorKind::Unavailable if e.message().starts_with("cannot reach") => CliError::new(format!(
+            "{} (is paasd running? is PAAS_URL right?)",
+            e.message()
+        )),
+        _ => CliError::from(e),
     }
-    Ok(base)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -540,294 +550,55 @@ fn resolve_app(flag: Option<&str>) -> CliResult<AppName> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// HTTP client
+// Long operations
 
-/// The final event of an NDJSON operation.
-enum Outcome {
-    Result(Value),
-    Exit(i32),
-}
-
-struct Api {
-    base: String,
-    token: Option<String>,
-    http: reqwest::Client,
-}
-
-impl Api {
-    fn new(base: String) -> CliResult<Self> {
-        let token = std::env::var("PAAS_TOKEN")
-            .ok()
-            .map(|t| t.trim().to_string())
-            .filter(|t| !t.is_empty());
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .no_proxy()
-            .user_agent(concat!("paas-cli/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| CliError::new(format!("could not set up the HTTP client: {e}")))?;
-        Ok(Api { base, token, http })
-    }
-
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let rb = self.http.request(method, format!("{}{path}", self.base));
-        match &self.token {
-            Some(t) => rb.bearer_auth(t),
-            None => rb,
-        }
-    }
-
-    /// Sends a request; a non-2xx answer becomes the error's one line.
-    async fn send<B: Serialize>(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<&B>,
-    ) -> CliResult<reqwest::Response> {
-        let mut rb = self.request(method, path);
-        if let Some(b) = body {
-            rb = rb.json(b);
-        }
-        let resp = rb.send().await.map_err(|e| self.transport_error(e))?;
-        if resp.status().is_success() {
-            return Ok(resp);
-        }
-        Err(self.status_error(resp).await)
-    }
-
-    fn transport_error(&self, e: reqwest::Error) -> CliError {
-        // The innermost cause says the most ("Connection refused (os error 111)").
-        let mut cause = e.to_string();
-        let mut src = std::error::Error::source(&e);
-        while let Some(s) = src {
-            cause = s.to_string();
-            src = s.source();
-        }
-        if e.is_connect() {
-            CliError::new(format!(
-                "cannot reach paasd at {} (is it running? is PAAS_URL right?): {cause}",
-                self.base
-            ))
-        } else if e.is_timeout() {
-            CliError::new(format!(
-                "paasd at {} did not answer in time: {cause}",
-                self.base
-            ))
-        } else {
-            CliError::new(format!(
-                "the request to paasd at {} failed: {cause}",
-                self.base
-            ))
-        }
-    }
-
-    async fn status_error(&self, resp: reqwest::Response) -> CliError {
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        let body: Option<ErrorBody> = serde_json::from_str(&text).ok();
-        if status == reqwest::StatusCode::UNAUTHORIZED {
-            return if self.token.is_none() {
-                CliError::new("unauthorized (401): PAAS_TOKEN is not set; export PAAS_TOKEN=<the token paasd printed or was started with>")
-            } else {
-                CliError::new("unauthorized (401): the token in PAAS_TOKEN is wrong")
-            };
-        }
-        match body {
-            Some(b) => CliError::new(b.message),
-            None => {
-                let snippet: String = text.trim().chars().take(200).collect();
-                if snippet.is_empty() {
-                    CliError::new(format!("paasd answered {status}"))
-                } else {
-                    CliError::new(format!("paasd answered {status}: {snippet}"))
-                }
-            }
-        }
-    }
-
-    async fn get_value(&self, path: &str) -> CliResult<Value> {
-        let resp = self.send::<()>(reqwest::Method::GET, path, None).await?;
-        self.json_body(resp).await
-    }
-
-    async fn json_body(&self, resp: reqwest::Response) -> CliResult<Value> {
-        let bytes = resp.bytes().await.map_err(|e| self.transport_error(e))?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Value::Null);
-        }
-        serde_json::from_slice(&bytes)
-            .map_err(|e| CliError::new(format!("paasd sent an answer that is not JSON: {e}")))
-    }
-
-    /// Runs an NDJSON operation: progress lines go to stderr, `output` events to
-    /// stdout/stderr; returns the final `result` or `exit`.
-    async fn stream<B: Serialize>(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<&B>,
-    ) -> CliResult<Outcome> {
-        let resp = self.send(method, path, body).await?;
-        let is_ndjson = resp
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.contains("ndjson"));
-        if !is_ndjson {
-            // A plain JSON answer is the result itself.
-            return Ok(Outcome::Result(self.json_body(resp).await?));
-        }
-        let mut lines = NdjsonLines::new(resp);
-        while let Some(line) = lines
-            .next_line()
-            .await
-            .map_err(|e| self.transport_error(e))?
-        {
-            let event: StreamEvent = match serde_json::from_str(&line) {
-                Ok(ev) => ev,
-                Err(_) => {
-                    note(&line);
-                    continue;
-                }
-            };
-            match event {
-                StreamEvent::Progress { line } => note(line),
-                StreamEvent::Output { stream, text } => out_raw(stream, &text),
-                StreamEvent::Exit { code } => return Ok(Outcome::Exit(code)),
-                StreamEvent::Result { value } => return Ok(Outcome::Result(value)),
-                StreamEvent::Error { error } => return Err(CliError::new(error.message)),
-            }
-        }
-        Err(CliError::new(
-            "the connection to paasd ended before the operation finished (the daemon may have restarted); check `paas releases` and `paas ps`",
-        ))
-    }
-
-    async fn stream_result<B: Serialize>(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<&B>,
-    ) -> CliResult<Value> {
-        match self.stream(method, path, body).await? {
-            Outcome::Result(v) => Ok(v),
-            Outcome::Exit(code) => Err(CliError::new(format!(
-                "paasd ended the operation with an unexpected exit event (code {code})"
-            ))),
-        }
-    }
-}
-
-/// Splits a streamed body into lines as bytes arrive.
-struct NdjsonLines {
-    stream: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
-    buf: Vec<u8>,
-    done: bool,
-}
-
-impl NdjsonLines {
-    fn new(resp: reqwest::Response) -> Self {
-        NdjsonLines {
-            stream: resp.bytes_stream().boxed(),
-            buf: Vec::new(),
-            done: false,
-        }
-    }
-
-    async fn next_line(&mut self) -> reqwest::Result<Option<String>> {
-        loop {
-            if let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
-                let rest = self.buf.split_off(pos + 1);
-                let line = std::mem::replace(&mut self.buf, rest);
-                let text = String::from_utf8_lossy(&line).trim().to_string();
-                if text.is_empty() {
-                    continue;
-                }
-                return Ok(Some(text));
-            }
-            if self.done {
-                let text = String::from_utf8_lossy(&std::mem::take(&mut self.buf))
-                    .trim()
-                    .to_string();
-                return Ok((!text.is_empty()).then_some(text));
-            }
-            match self.stream.next().await {
-                Some(chunk) => self.buf.extend_from_slice(&chunk?),
-                None => self.done = true,
-            }
-        }
-    }
-}
-
-/// With `--json`, prints `v` as it came; otherwise decodes it as a `what` and prints the text
-/// `render` makes of it.
-fn show<T: DeserializeOwned>(
-    json: bool,
-    v: Value,
-    what: &str,
-    render: impl FnOnce(T) -> String,
-) -> CliResult<()> {
-    if json {
-        print_json(&v);
-    } else {
-        out(render(decode(v, what)?));
-    }
-    Ok(())
-}
-
-fn decode<T: DeserializeOwned>(v: Value, what: &str) -> CliResult<T> {
-    serde_json::from_value(v)
-        .map_err(|e| CliError::new(format!("paasd sent an unexpected {what}: {e}")))
+/// Prints an operation's progress on stderr (and a one-off run's output as it came) and
+/// returns its result.
+async fn follow<T: Unpin>(op: Operation<T>) -> paas::core::Result<T> {
+    op.finish(|u| match u {
+        Update::Progress(line) => note(line),
+        Update::Output { stream, text } => out_raw(stream, &text),
+        _ => {}
+    })
+    .await
 }
 
 // ---------------------------------------------------------------------------------------------
 // Commands
 
 async fn run(cli: Cli) -> CliResult<i32> {
-    let base = normalize_base(&cli.url)?;
-    let api = Api::new(base.clone())?;
+    let api = client(&cli.url)?;
+    let base = api.base_url().to_string();
     let json = cli.json;
     let app_flag = cli.app.as_deref();
-    use reqwest::Method;
+    let err = |e| api_error(&api, e);
 
     match cli.command {
         Command::Apps => {
-            let v = api.get_value("/v1/apps").await?;
+            let mut apps = api.all_apps().await.map_err(err)?;
+            apps.sort_by(|a, b| a.name.cmp(&b.name));
             if json {
-                print_json(&v);
+                print_json(&apps);
+            } else if apps.is_empty() {
+                out("You have no apps.");
             } else {
-                let mut apps: Vec<App> = decode(v, "app list")?;
-                apps.sort_by(|a, b| a.name.cmp(&b.name));
-                if apps.is_empty() {
-                    out("You have no apps.");
-                } else {
-                    let rows: Vec<Vec<String>> = apps
-                        .iter()
-                        .map(|a| vec![a.name.to_string(), a.created_at.to_string()])
-                        .collect();
-                    out(table(&["NAME", "CREATED"], &rows));
-                }
+                let rows: Vec<Vec<String>> = apps
+                    .iter()
+                    .map(|a| vec![a.name.to_string(), a.created_at.to_string()])
+                    .collect();
+                out(table(&["NAME", "CREATED"], &rows));
             }
         }
         Command::AppsCreate { name } => {
             let name = parse_app(&name)?;
-            let resp = api
-                .send(
-                    Method::POST,
-                    "/v1/apps",
-                    Some(&CreateApp { name: name.clone() }),
-                )
-                .await?;
-            let created = api.json_body(resp).await?;
+            let created = api.create_app(&name).await.map_err(err)?;
             if json {
                 print_json(&created);
             } else {
                 out(format!("Creating {name}... done"));
-                if let Ok(v) = api.get_value(&format!("/v1/apps/{name}")).await {
-                    if let Ok(info) = decode::<AppInfo>(v, "app") {
-                        let web = info.web_urls.first().cloned().unwrap_or_default();
-                        out(format!("{web} | {base}/{name}.git"));
-                    }
+                if let Ok(info) = api.app(&name).await {
+                    let web = info.web_urls.first().cloned().unwrap_or_default();
+                    out(format!("{web} | {}", info.git_url));
                 }
             }
             if in_git_repo() {
@@ -841,8 +612,8 @@ async fn run(cli: Cli) -> CliResult<i32> {
         }
         Command::AppsInfo => {
             let app = resolve_app(app_flag)?;
-            let v = api.get_value(&format!("/v1/apps/{app}")).await?;
-            show(json, v, "app", |info: AppInfo| render_app_info(&info))?;
+            let info = api.app(&app).await.map_err(err)?;
+            show(json, &info, render_app_info);
         }
         Command::AppsDestroy { name, confirm } => {
             let app = match name {
@@ -854,8 +625,7 @@ async fn run(cli: Cli) -> CliResult<i32> {
                     "this permanently destroys {app} (processes, images, repository, routes, releases and config); to proceed, run again with --confirm {app}"
                 )));
             }
-            api.send::<()>(Method::DELETE, &format!("/v1/apps/{app}"), None)
-                .await?;
+            api.destroy_app(&app).await.map_err(err)?;
             let points_here = remote_url()
                 .is_some_and(|url| app_from_remote_url(&url).ok().as_ref() == Some(&app));
             let remote_removed = points_here
@@ -875,27 +645,23 @@ async fn run(cli: Cli) -> CliResult<i32> {
         }
         Command::Config => {
             let app = resolve_app(app_flag)?;
-            let v = api.get_value(&format!("/v1/apps/{app}/config")).await?;
+            let vars = api.config(&app).await.map_err(err)?;
             if json {
-                print_json(&v);
+                print_json(&vars);
+            } else if vars.is_empty() {
+                out(format!("{app} has no config vars."));
             } else {
-                let vars: BTreeMap<String, String> = decode(v, "config")?;
-                if vars.is_empty() {
-                    out(format!("{app} has no config vars."));
-                } else {
-                    out(format!("=== {app} Config Vars"));
-                    let width = vars.keys().map(|k| k.len()).max().unwrap_or(0) + 1;
-                    for (k, val) in &vars {
-                        out(format!("{:<width$} {val}", format!("{k}:")));
-                    }
+                out(format!("=== {app} Config Vars"));
+                let width = vars.keys().map(|k| k.len()).max().unwrap_or(0) + 1;
+                for (k, val) in &vars {
+                    out(format!("{:<width$} {val}", format!("{k}:")));
                 }
             }
         }
         Command::ConfigGet { key } => {
             let key = ConfigKey::new(key)?;
             let app = resolve_app(app_flag)?;
-            let v = api.get_value(&format!("/v1/apps/{app}/config")).await?;
-            let vars: BTreeMap<String, String> = decode(v, "config")?;
+            let vars = api.config(&app).await.map_err(err)?;
             let value = vars.get(key.as_str());
             if json {
                 print_json(&serde_json::json!({ key.as_str(): value }));
@@ -911,14 +677,9 @@ async fn run(cli: Cli) -> CliResult<i32> {
                 "Setting {} and restarting {app}...",
                 and_list(&keys)
             ));
-            let v = api
-                .stream_result(
-                    Method::PATCH,
-                    &format!("/v1/apps/{app}/config"),
-                    Some(&patch),
-                )
-                .await?;
-            report_config_change(&app, v, json)?;
+            let op = api.set_config(&app, &patch).await.map_err(err)?;
+            let changed = follow(op).await.map_err(err)?;
+            report_config_change(&app, &changed, json);
         }
         Command::ConfigUnset { keys } => {
             let patch = config_unset_patch(&keys)?;
@@ -927,53 +688,45 @@ async fn run(cli: Cli) -> CliResult<i32> {
                 "Unsetting {} and restarting {app}...",
                 and_list(&patch.unset)
             ));
-            let v = api
-                .stream_result(
-                    Method::PATCH,
-                    &format!("/v1/apps/{app}/config"),
-                    Some(&patch),
-                )
-                .await?;
-            report_config_change(&app, v, json)?;
+            let op = api.set_config(&app, &patch).await.map_err(err)?;
+            let changed = follow(op).await.map_err(err)?;
+            report_config_change(&app, &changed, json);
         }
         Command::Releases { num } => {
             let app = resolve_app(app_flag)?;
-            let v = api
-                .get_value(&format!("/v1/apps/{app}/releases?limit={num}"))
-                .await?;
+            let page = api
+                .releases(&app, &PageRequest::first(num as usize))
+                .await
+                .map_err(err)?;
+            let releases = page.items;
             if json {
-                print_json(&v);
+                print_json(&releases);
+            } else if releases.is_empty() {
+                out(format!("{app} has no releases."));
             } else {
-                let releases: Vec<ReleaseView> = decode(v, "release list")?;
-                if releases.is_empty() {
-                    out(format!("{app} has no releases."));
-                } else {
-                    out(format!("=== {app} Releases"));
-                    let rows: Vec<Vec<String>> = releases
-                        .iter()
-                        .map(|r| {
-                            vec![
-                                r.version.to_string(),
-                                status_word(&r.status).to_string(),
-                                r.description.clone(),
-                                r.created_at.to_string(),
-                            ]
-                        })
-                        .collect();
-                    out(table(
-                        &["VERSION", "STATUS", "DESCRIPTION", "CREATED"],
-                        &rows,
-                    ));
-                }
+                out(format!("=== {app} Releases"));
+                let rows: Vec<Vec<String>> = releases
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            r.version.to_string(),
+                            status_word(&r.status).to_string(),
+                            r.description.clone(),
+                            r.created_at.to_string(),
+                        ]
+                    })
+                    .collect();
+                out(table(
+                    &["VERSION", "STATUS", "DESCRIPTION", "CREATED"],
+                    &rows,
+                ));
             }
         }
         Command::ReleasesInfo { version } => {
             let version = parse_version(&version)?;
             let app = resolve_app(app_flag)?;
-            let v = api
-                .get_value(&format!("/v1/apps/{app}/releases/{}", version.0))
-                .await?;
-            show(json, v, "release", |r: ReleaseView| render_release(&r))?;
+            let r = api.release(&app, version).await.map_err(err)?;
+            show(json, &r, render_release);
         }
         Command::Rollback { version } => {
             let version = version.as_deref().map(parse_version).transpose()?;
@@ -982,19 +735,14 @@ async fn run(cli: Cli) -> CliResult<i32> {
                 Some(v) => note(format!("Rolling back {app} to {v}...")),
                 None => note(format!("Rolling back {app} to the previous release...")),
             }
-            let v = api
-                .stream_result(
-                    Method::POST,
-                    &format!("/v1/apps/{app}/rollback"),
-                    Some(&RollbackRequest { version }),
-                )
-                .await?;
-            show(json, v, "release", |r: ReleaseView| {
+            let op = api.rollback(&app, version).await.map_err(err)?;
+            let r = follow(op).await.map_err(err)?;
+            show(json, &r, |r| {
                 format!(
                     "Rolled back {app}: now at {} ({})",
                     r.version, r.description
                 )
-            })?;
+            });
         }
         Command::Deploy { git_ref, image } => {
             let app = resolve_app(app_flag)?;
@@ -1008,7 +756,7 @@ async fn run(cli: Cli) -> CliResult<i32> {
                 }
                 None => {
                     let git_ref = git_ref.unwrap_or_else(|| "main".into());
-                    paas_core::check_ref_name(&git_ref)?;
+                    paas::core::check_ref_name(&git_ref)?;
                     note(format!("Deploying {git_ref} of {app}..."));
                     DeployBody {
                         git_ref: Some(git_ref),
@@ -1016,96 +764,67 @@ async fn run(cli: Cli) -> CliResult<i32> {
                     }
                 }
             };
-            let v = api
-                .stream_result(
-                    Method::POST,
-                    &format!("/v1/apps/{app}/deploys"),
-                    Some(&body),
-                )
-                .await?;
-            show(json, v, "release", |r: ReleaseView| {
+            let op = api.deploy(&app, &body).await.map_err(err)?;
+            let r = follow(op).await.map_err(err)?;
+            show(json, &r, |r| {
                 format!("Released {} of {app} ({})", r.version, r.description)
-            })?;
+            });
         }
         Command::Ps => {
             let app = resolve_app(app_flag)?;
-            let v = api.get_value(&format!("/v1/apps/{app}/ps")).await?;
-            show(json, v, "process list", |instances: Vec<Instance>| {
-                render_ps(&app, instances)
-            })?;
+            let instances = api.ps(&app).await.map_err(err)?;
+            show(json, &instances, |i| render_ps(&app, i.clone()));
         }
         Command::PsScale { pairs } => {
             let app = resolve_app(app_flag)?;
             if pairs.is_empty() {
-                let v = api.get_value(&format!("/v1/apps/{app}/formation")).await?;
-                show(json, v, "formation", |f: Formation| render_formation(&f))?;
+                let f = api.formation(&app).await.map_err(err)?;
+                show(json, &f, render_formation);
                 return Ok(0);
             }
             let formation = scale_formation(&pairs)?;
             note(format!("Scaling {app} processes ({formation})..."));
-            let v = api
-                .stream_result(
-                    Method::PATCH,
-                    &format!("/v1/apps/{app}/formation"),
-                    Some(&formation),
-                )
-                .await?;
-            show(json, v, "formation", |f: Formation| {
+            let op = api.scale(&app, &formation).await.map_err(err)?;
+            let f = follow(op).await.map_err(err)?;
+            show(json, &f, |f| {
                 format!(
                     "Scaling {app} processes... done, now running {}",
-                    render_formation(&f)
+                    render_formation(f)
                 )
-            })?;
+            });
         }
         Command::PsRestart { process_type } => {
-            let process_type = process_type
-                .map(ProcessType::new)
-                .transpose()?
-                .map(|t| t.to_string());
+            let process_type = process_type.map(ProcessType::new).transpose()?;
             let app = resolve_app(app_flag)?;
             let what = match &process_type {
                 Some(t) => format!("{t} processes"),
                 None => "all processes".into(),
             };
             note(format!("Restarting {what} of {app}..."));
-            let v = api
-                .stream_result(
-                    Method::POST,
-                    &format!("/v1/apps/{app}/restart"),
-                    Some(&RestartRequest { process_type }),
-                )
-                .await?;
+            let op = api
+                .restart(&app, process_type.as_ref())
+                .await
+                .map_err(err)?;
+            follow(op).await.map_err(err)?;
             if json {
-                print_json(&v);
+                print_json(&());
             } else {
                 out(format!("Restarting {what} of {app}... done"));
             }
         }
         Command::Logs { num, tail } => {
             let app = resolve_app(app_flag)?;
-            let mut path = format!("/v1/apps/{app}/logs?lines={num}");
-            if tail {
-                path.push_str("&follow=true");
-            }
-            let resp = api.send::<()>(Method::GET, &path, None).await?;
-            let mut lines = NdjsonLines::new(resp);
-            while let Some(line) = lines
-                .next_line()
-                .await
-                .map_err(|e| api.transport_error(e))?
-            {
-                if let Ok(l) = serde_json::from_str::<LogLine>(&line) {
-                    if json {
-                        out(&line);
-                    } else {
-                        out(l.to_string());
-                    }
-                    continue;
-                }
-                match serde_json::from_str::<StreamEvent>(&line) {
-                    Ok(StreamEvent::Error { error }) => return Err(CliError::new(error.message)),
-                    Ok(StreamEvent::Progress { line }) => note(line),
-                    _ => out(&line),
+            let query = LogsQuery {
+                lines: Some(num as usize),
+                follow: Some(tail),
+            };
+            let mut lines = api.logs(&app, &query).await.map_err(err)?;
+            while let Some(line) = lines.next().await {
+                let line = line.map_err(err)?;
+                if json {
+                    out(serde_json::to_string(&line).unwrap_or_default());
+                } else {
+                    out(line.to_string());
                 }
             }
             if tail {
@@ -1122,55 +841,29 @@ async fn run(cli: Cli) -> CliResult<i32> {
                 ));
             }
             note(format!("Running `{}` on {app}...", shell_display(&command)));
-            let outcome = api
-                .stream(
-                    Method::POST,
-                    &format!("/v1/apps/{app}/run"),
-                    Some(&RunCommand { command }),
-                )
-                .await?;
-            return match outcome {
-                Outcome::Exit(code) => Ok(code),
-                Outcome::Result(v) => Ok(v
-                    .get("code")
-                    .or_else(|| v.get("exit_code"))
-                    .and_then(Value::as_i64)
-                    .map(|c| c as i32)
-                    .unwrap_or(0)),
-            };
+            let op = api.run(&app, command).await.map_err(err)?;
+            return follow(op).await.map_err(err);
         }
         Command::Domains => {
             let app = resolve_app(app_flag)?;
-            let v = api.get_value(&format!("/v1/apps/{app}/domains")).await?;
+            let hosts = api.domains(&app).await.map_err(err)?;
             if json {
-                print_json(&v);
+                print_json(&hosts);
+            } else if hosts.is_empty() {
+                out(format!("{app} has no custom domains."));
             } else {
-                let hosts = domain_hosts(&v);
-                if hosts.is_empty() {
-                    out(format!("{app} has no custom domains."));
-                } else {
-                    out(format!("=== {app} Custom Domains"));
-                    for h in hosts {
-                        out(h);
-                    }
+                out(format!("=== {app} Custom Domains"));
+                for h in hosts {
+                    out(&h);
                 }
             }
         }
         Command::DomainsAdd { host } => {
             let host = parse_domain(&host)?;
             let app = resolve_app(app_flag)?;
-            let resp = api
-                .send(
-                    Method::POST,
-                    &format!("/v1/apps/{app}/domains"),
-                    Some(&AddDomain {
-                        host: host.to_string(),
-                    }),
-                )
-                .await?;
-            let v = api.json_body(resp).await?;
+            let added = api.add_domain(&app, &host).await.map_err(err)?;
             if json {
-                print_json(&v);
+                print_json(&serde_json::json!({ "host": added }));
             } else {
                 out(format!("Adding {host} to {app}... done"));
             }
@@ -1178,12 +871,7 @@ async fn run(cli: Cli) -> CliResult<i32> {
         Command::DomainsRemove { host } => {
             let host = parse_domain(&host)?;
             let app = resolve_app(app_flag)?;
-            api.send::<()>(
-                Method::DELETE,
-                &format!("/v1/apps/{app}/domains/{host}"),
-                None,
-            )
-            .await?;
+            api.remove_domain(&app, &host).await.map_err(err)?;
             if json {
                 print_json(&serde_json::json!({"removed": host}));
             } else {
@@ -1198,7 +886,7 @@ async fn run(cli: Cli) -> CliResult<i32> {
                 ));
             }
             // Check the app exists (and the token works) before touching the repository.
-            api.get_value(&format!("/v1/apps/{app}")).await?;
+            api.app(&app).await.map_err(err)?;
             let msg = setup_git_remote(&base, &app)?;
             if json {
                 print_json(&serde_json::json!({
@@ -1213,34 +901,24 @@ async fn run(cli: Cli) -> CliResult<i32> {
     Ok(0)
 }
 
-fn report_config_change(app: &AppName, v: Value, json: bool) -> CliResult<()> {
+/// With `--json`, prints `v` as JSON; otherwise the text `render` makes of it.
+fn show<T: Serialize>(json: bool, v: &T, render: impl FnOnce(&T) -> String) {
     if json {
-        print_json(&v);
-        return Ok(());
-    }
-    let release = v.get("release").cloned().unwrap_or(Value::Null);
-    if release.is_null() {
-        out(format!("{app}: config unchanged, no new release"));
+        print_json(v);
     } else {
-        let r: ReleaseView = decode(release, "release")?;
-        out(format!("{app}: done, {}", r.version));
+        out(render(v));
     }
-    Ok(())
 }
 
-fn domain_hosts(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(|d| {
-                    d.as_str()
-                        .map(str::to_string)
-                        .or_else(|| d.get("host").and_then(Value::as_str).map(str::to_string))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+fn report_config_change(app: &AppName, changed: &paas::api::wire::ConfigChanged, json: bool) {
+    if json {
+        print_json(changed);
+        return;
+    }
+    match &changed.release {
+        None => out(format!("{app}: config unchanged, no new release")),
+        Some(r) => out(format!("{app}: done, {}", r.version)),
+    }
 }
 
 fn render_formation(f: &Formation) -> String {
@@ -1467,9 +1145,10 @@ mod tests {
 
     #[test]
     fn urls_and_formatting() {
-        assert_eq!(normalize_base("http://h:1/").unwrap(), "http://h:1");
-        assert!(normalize_base("https://h").is_err());
-        assert!(normalize_base("http://u:p@h").is_err());
+        assert_eq!(client("http://h:1/").unwrap().base_url(), "http://h:1");
+        assert!(client("https://h").is_ok());
+        assert!(client("ftp://h").is_err());
+        assert!(client("http://u:p@h").is_err());
         assert_eq!(redact_url("http://u:p@h:1/a.git"), "http://h:1/a.git");
         assert_eq!(
             and_list(&["A".into(), "B".into(), "C".into()]),

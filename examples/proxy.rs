@@ -15,4 +15,4 @@
 //! The program body lives in paas-proxy (`examples/shared/standalone_main.rs`), shared with
 //! that crate's `standalone` example, which its benchmark builds.
 
-include!("../crates/paas-proxy/examples/shared/standalone_main.rs");
+include!("../paas-proxy/examples/shared/standalone_main.rs");

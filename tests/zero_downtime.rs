@@ -21,15 +21,16 @@ async fn platform_with_proxy() -> (Platform, Arc<MemorySourceStore>, SocketAddr)
         .with_health_timeout(Duration::from_secs(10))
         .with_drain_timeout(Duration::from_secs(5))
         .with_stop_grace(Duration::from_secs(1));
-    let platform = Platform::new(
-        sources.clone(),
-        Arc::new(MemoryBuilder::new()),
-        Arc::new(MemoryReleaseStore::new()),
-        Arc::new(MemoryScheduler::new()),
-        Arc::new(router),
-        Arc::new(MemoryLogSink::new()),
-        settings,
-    );
+    let platform = Platform::composer()
+        .sources(sources.clone())
+        .builder(Arc::new(MemoryBuilder::new()))
+        .store(Arc::new(MemoryReleaseStore::new()))
+        .scheduler(Arc::new(MemoryScheduler::new()))
+        .router(Arc::new(router))
+        .log_sink(Arc::new(MemoryLogSink::new()))
+        .settings(settings)
+        .compose()
+        .unwrap();
     (platform, sources, addr)
 }
 
