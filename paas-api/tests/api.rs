@@ -108,13 +108,22 @@ async fn every_route_through_the_client() {
 
     let info = client.app(&a).await.unwrap();
     assert_eq!(info.current.as_ref().map(|r| r.version), Some(Version(1)));
-    assert_eq!(info.web_urls, vec!["http://hello.localhost:8080".to_string()]);
+    assert_eq!(
+        info.web_urls,
+        vec!["http://hello.localhost:8080".to_string()]
+    );
     assert!(info.git_url.ends_with("/hello.git"), "{}", info.git_url);
 
     // Config: a new release; values come back, never in the release.
     let mut patch = ConfigPatch::default();
     patch.set.insert("GREETING".into(), "s3cret-value".into());
-    let changed = client.set_config(&a, &patch).await.unwrap().wait().await.unwrap();
+    let changed = client
+        .set_config(&a, &patch)
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
     let v2 = changed.release.expect("a release");
     assert_eq!(v2.version, Version(2));
     assert_eq!(v2.config_keys[0].as_str(), "GREETING");
@@ -143,7 +152,13 @@ async fn every_route_through_the_client() {
     // Formation and processes.
     let mut changes = Formation::new();
     changes.set(ProcessType::web(), 2).unwrap();
-    let f = client.scale(&a, &changes).await.unwrap().wait().await.unwrap();
+    let f = client
+        .scale(&a, &changes)
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
     assert_eq!(f.get(&ProcessType::web()), 2);
     assert_eq!(
         client.formation(&a).await.unwrap().get(&ProcessType::web()),
@@ -168,7 +183,10 @@ async fn every_route_through_the_client() {
     // A one-off run: output, then the exit code; its output reaches the log.
     let mut output = String::new();
     let code = client
-        .run(&a, vec!["sh".into(), "-c".into(), "echo hi there; exit 3".into()])
+        .run(
+            &a,
+            vec!["sh".into(), "-c".into(), "echo hi there; exit 3".into()],
+        )
         .await
         .unwrap()
         .finish(|u| {
@@ -243,7 +261,13 @@ async fn lists_paginate() {
     for i in 0..5 {
         let mut patch = ConfigPatch::default();
         patch.set.insert("N".into(), i.to_string());
-        client.set_config(&a, &patch).await.unwrap().wait().await.unwrap();
+        client
+            .set_config(&a, &patch)
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
     }
     // (no build yet: config changes make no release) -> deploy, then three more.
     client
@@ -262,7 +286,13 @@ async fn lists_paginate() {
     for i in 0..4 {
         let mut patch = ConfigPatch::default();
         patch.set.insert("M".into(), i.to_string());
-        client.set_config(&a, &patch).await.unwrap().wait().await.unwrap();
+        client
+            .set_config(&a, &patch)
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
     }
     let mut versions = Vec::new();
     let mut req = PageRequest::first(2);
@@ -387,13 +417,25 @@ async fn every_route_needs_a_valid_token_and_is_described() {
     };
     for (m, path) in &routes {
         if path == "/v1/openapi.json" {
-            let r = router.clone().oneshot(request(m, path, None)).await.unwrap();
+            let r = router
+                .clone()
+                .oneshot(request(m, path, None))
+                .await
+                .unwrap();
             assert_eq!(r.status(), StatusCode::OK, "the description is public");
             continue;
         }
         for auth in [None, Some("Bearer wrong-token"), Some("Basic eDp3cm9uZw==")] {
-            let r = router.clone().oneshot(request(m, path, auth)).await.unwrap();
-            assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{m} {path} with {auth:?}");
+            let r = router
+                .clone()
+                .oneshot(request(m, path, auth))
+                .await
+                .unwrap();
+            assert_eq!(
+                r.status(),
+                StatusCode::UNAUTHORIZED,
+                "{m} {path} with {auth:?}"
+            );
             assert!(r.headers().contains_key("www-authenticate"));
             let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
             let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
@@ -446,10 +488,25 @@ async fn every_route_needs_a_valid_token_and_is_described() {
 #[test]
 fn the_description_is_openapi_3_1_with_the_wire_types() {
     let doc = serde_json::to_value(ApiServer::openapi()).unwrap();
-    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{}", doc["openapi"]);
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
     let schemas = doc["components"]["schemas"].as_object().unwrap();
-    for name in ["ReleaseView", "AppInfo", "StreamEvent", "ErrorBody", "Instance", "Timestamp"] {
-        assert!(schemas.contains_key(name), "schema {name} missing: {:?}", schemas.keys());
+    for name in [
+        "ReleaseView",
+        "AppInfo",
+        "StreamEvent",
+        "ErrorBody",
+        "Instance",
+        "Timestamp",
+    ] {
+        assert!(
+            schemas.contains_key(name),
+            "schema {name} missing: {:?}",
+            schemas.keys()
+        );
     }
     assert_eq!(schemas["Timestamp"]["format"], "date-time");
 }
@@ -472,7 +529,10 @@ impl Authorizer for TeamAuth {
                 ErrorKind::PermissionDenied,
                 format!("alice may not {} here", req.action),
             )),
-            _ => Err(paas_core::Error::new(ErrorKind::Unauthenticated, "who are you?")),
+            _ => Err(paas_core::Error::new(
+                ErrorKind::Unauthenticated,
+                "who are you?",
+            )),
         }
     }
 }
@@ -512,7 +572,9 @@ async fn mounted_under_a_prefix_beside_the_embedders_routes_with_its_own_auth() 
     let home = reqwest::get(base.trim_end_matches("/paas")).await.unwrap();
     assert_eq!(home.text().await.unwrap(), "the embedder's home");
     // The description is served under the prefix too.
-    let doc = reqwest::get(format!("{base}/v1/openapi.json")).await.unwrap();
+    let doc = reqwest::get(format!("{base}/v1/openapi.json"))
+        .await
+        .unwrap();
     assert_eq!(doc.status(), StatusCode::OK);
 }
 
@@ -525,11 +587,7 @@ fn app_name(s: &str) -> AppName {
 async fn an_older_client_survives_a_newer_server() {
     use axum::response::IntoResponse;
     let ndjson = |lines: &'static str| {
-        (
-            [("content-type", paas_api::NDJSON)],
-            lines.to_string(),
-        )
-            .into_response()
+        ([("content-type", paas_api::NDJSON)], lines.to_string()).into_response()
     };
     let router = axum::Router::new()
         .route(

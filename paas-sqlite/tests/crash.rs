@@ -151,7 +151,7 @@ fn run_child(db: &Path, round: u32) -> Acks {
 
     let mut lines = Vec::new();
     // Every fifth round, kill early: during open, migration or key creation.
-    if round % 5 == 0 {
+    if round.is_multiple_of(5) {
         std::thread::sleep(Duration::from_millis(fastrand::u64(0..40)));
     } else {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
