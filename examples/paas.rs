@@ -27,7 +27,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use futures::StreamExt;
 use paas::api::wire::{AppInfo, ConfigPatch, DeployBody, LogsQuery, PageRequest, ReleaseView};
-use paas::api::{Client, Operation, Update};
+use paas::api::{redact_url, Client, Operation, Update};
 use paas::core::{
     AppName, ConfigKey, ConfigUpdate, DeployStatus, Domain, ErrorKind, Formation, Instance,
     OutputStream, ProcessType, Version,
@@ -416,20 +416,6 @@ fn app_from_remote_url(url: &str) -> CliResult<AppName> {
             e.message()
         ))
     })
-}
-
-/// A URL with any `user:password@` part removed, for messages.
-fn redact_url(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://") {
-        let (authority, path) = match rest.find('/') {
-            Some(i) => rest.split_at(i),
-            None => (rest, ""),
-        };
-        if let Some((_, host)) = authority.rsplit_once('@') {
-            return format!("{scheme}://{host}{path}");
-        }
-    }
-    url.to_string()
 }
 
 /// The client of `PAAS_URL` (`http://` or `https://`, without credentials) with the token of

@@ -45,6 +45,6 @@ pub use server::{status_of, ApiError, ApiResult, ApiServer, ApiSettings, NDJSON}
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 mod client;
 #[cfg(feature = "client")]
-pub use client::{Client, Operation, Update};
+pub use client::{redact_url, Client, Operation, Update};
 
 pub use wire::StreamEvent;

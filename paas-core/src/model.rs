@@ -1093,6 +1093,7 @@ pub enum EventKind {
 
 /// A platform event: a step of the pipeline, for subscribers and the app's log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct PlatformEvent {
     /// When.
     pub timestamp: Timestamp,

@@ -150,6 +150,7 @@ impl PlatformSettings {
 
 /// What to deploy.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DeploySource {
     /// A ref of the app's repository (`main`, a commit id).
     Ref(String),
@@ -189,6 +190,7 @@ impl DeployRequest {
 
 /// An app's state, for `apps:info` and `ps`.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub struct AppStatus {
     /// The app record.
     pub app: App,

@@ -606,12 +606,12 @@ impl SourceStore for GitSourceStore {
                     String::from_utf8_lossy(commit.summary_bytes().unwrap_or(b"")).into_owned();
                 let author = String::from_utf8_lossy(commit.author().name_bytes()).into_owned();
                 let secs = commit.time().seconds().max(0) as u64;
-                out.push(CommitInfo {
-                    id: commit_id(oid),
+                out.push(CommitInfo::new(
+                    commit_id(oid),
                     summary,
                     author,
-                    time: Timestamp(secs.saturating_mul(1000)),
-                });
+                    Timestamp(secs.saturating_mul(1000)),
+                ));
             }
             Ok(out)
         })

@@ -88,7 +88,7 @@ impl Client {
             .ok_or_else(|| {
                 Error::invalid(format!(
                     "the API URL must start with http:// or https:// (got \"{}\")",
-                    redact(&base)
+                    redact_url(&base)
                 ))
             })?;
         let authority = rest.split('/').next().unwrap_or("");
@@ -444,8 +444,8 @@ fn page_query(page: &PageRequest) -> String {
     }
 }
 
-/// A URL with any `user:password@` part removed, for messages.
-fn redact(url: &str) -> String {
+/// A URL with any `user:password@` part removed, for messages and logs.
+pub fn redact_url(url: &str) -> String {
     if let Some((scheme, rest)) = url.split_once("://") {
         let (authority, path) = match rest.find('/') {
             Some(i) => rest.split_at(i),

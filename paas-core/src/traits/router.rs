@@ -27,11 +27,19 @@ impl DrainRequest {
 
 /// What [`Router::drain`] saw.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DrainReport {
     /// Endpoints with nothing in flight any more.
     pub drained: Vec<SocketAddr>,
     /// Endpoints that still had requests or upgraded connections at the timeout.
     pub pending: Vec<SocketAddr>,
+}
+
+impl DrainReport {
+    /// A report: which endpoints drained and which were still busy at the timeout.
+    pub fn new(drained: Vec<SocketAddr>, pending: Vec<SocketAddr>) -> Self {
+        DrainReport { drained, pending }
+    }
 }
 
 /// The routing table: hostnames to endpoints, per app.

@@ -212,6 +212,7 @@ impl ConvergeRequest {
 
 /// What [`Scheduler::converge`] did.
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct ConvergeReport {
     /// Instances it started.
     pub started: Vec<Instance>,
@@ -219,9 +220,17 @@ pub struct ConvergeReport {
     pub stopped: Vec<String>,
 }
 
+impl ConvergeReport {
+    /// A report of what a converge started and stopped.
+    pub fn new(started: Vec<Instance>, stopped: Vec<String>) -> Self {
+        ConvergeReport { started, stopped }
+    }
+}
+
 /// Something that happened to an instance without being asked for.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum InstanceEvent {
     /// The process exited by itself.
     Crashed {

@@ -9,6 +9,7 @@ use crate::model::{AppName, CommitId, Timestamp};
 
 /// A commit's summary.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub struct CommitInfo {
     /// Its id.
     pub id: CommitId,
@@ -18,6 +19,18 @@ pub struct CommitInfo {
     pub author: String,
     /// Commit time.
     pub time: Timestamp,
+}
+
+impl CommitInfo {
+    /// A commit's summary.
+    pub fn new(id: CommitId, summary: String, author: String, time: Timestamp) -> Self {
+        CommitInfo {
+            id,
+            summary,
+            author,
+            time,
+        }
+    }
 }
 
 /// A file to store with [`SourceStore::commit_files`].
