@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use paas::api::{ApiServer, ApiSettings};
+use paas::api::{ApiServer, ApiSettings, ServeSettings};
 use paas::core::memory::MemoryLogSink;
 use paas::core::{
     Authorizer, DeployRequest, DeploySource, Error, HealthCheck, Platform, PlatformSettings,
@@ -81,6 +81,13 @@ struct Args {
     /// these headers are replaced.
     #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = parse_net)]
     trusted_proxies: Vec<IpNet>,
+    /// At most this many open connections to the API and git endpoint; more wait in the
+    /// kernel's backlog (they hold no descriptor the router needs).
+    #[arg(long, default_value_t = 512)]
+    api_max_connections: usize,
+    /// Seconds a client has to send a whole request head to the API (then it is closed).
+    #[arg(long, default_value_t = 10)]
+    api_header_timeout: u64,
 }
 
 fn parse_net(s: &str) -> std::result::Result<IpNet, String> {
@@ -197,13 +204,14 @@ async fn run(args: Args) -> paas::core::Result<()> {
         .settings(api_settings)
         .router()
         .fallback_service(git);
+    // The API port faces the same clients as the router: heads have a deadline and
+    // connections a cap, so it can never take the descriptors the router needs.
+    let limits = ServeSettings::default()
+        .with_header_read_timeout(Duration::from_secs(args.api_header_timeout))
+        .with_max_connections(args.api_max_connections);
     let api_task = {
         let stop = stopped(stop_rx.clone());
-        tokio::spawn(async move {
-            axum::serve(api_listener, app)
-                .with_graceful_shutdown(stop)
-                .await
-        })
+        tokio::spawn(async move { paas::api::serve(api_listener, app, limits, stop).await })
     };
     eprintln!(
         "paasd listening api=http://{api_addr} router=http://{router_addr} stack={stack_image} data={}",

@@ -39,7 +39,9 @@ pub mod wire;
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 mod server;
 #[cfg(feature = "server")]
-pub use server::{status_of, ApiError, ApiResult, ApiServer, ApiSettings, NDJSON};
+pub use server::{
+    serve, status_of, ApiError, ApiResult, ApiServer, ApiSettings, ServeSettings, NDJSON,
+};
 
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]

@@ -341,6 +341,26 @@ async fn error_kinds_come_back_with_their_status() {
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
     assert!(e.message().contains("config key"), "{e}");
     assert!(client.config(&a).await.unwrap().is_empty());
+    // 400: a value over 32 KiB, or a config over 64 KiB in all, changes nothing.
+    let mut patch = ConfigPatch::default();
+    patch.set.insert("BIG".into(), "x".repeat(33 * 1024));
+    let e = client.set_config(&a, &patch).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert!(e.message().contains("limit"), "{e}");
+    for i in 0..3 {
+        let mut patch = ConfigPatch::default();
+        patch.set.insert(format!("PART{i}"), "y".repeat(30 * 1024));
+        let op = client.set_config(&a, &patch).await.unwrap();
+        let r = op.wait().await;
+        if i < 2 {
+            r.unwrap();
+        } else {
+            let e = r.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+            assert!(e.message().contains("for all of an app's vars"), "{e}");
+        }
+    }
+    assert_eq!(client.config(&a).await.unwrap().len(), 2);
     // 422 inside a stream: a build without a Procfile fails, as an error event.
     let files = vec![SourceFile {
         path: "README".into(),

@@ -428,16 +428,34 @@ impl fmt::Debug for Procfile {
 
 /// A config value. Values are secrets: `Debug` and `Display` print `<redacted>`; read the value
 /// with [`ConfigValue::expose`] only where it is handed to the process.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct ConfigValue(String);
 
+impl<'de> Deserialize<'de> for ConfigValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        ConfigValue::new(String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
 impl ConfigValue {
-    /// Wraps a value. Values may be any string without a NUL byte.
+    /// The largest value, in bytes (as Heroku's 32 KB for all of an app's config).
+    pub const MAX_BYTES: usize = 32 * 1024;
+
+    /// Wraps a value. Values may be any string without a NUL byte, of at most
+    /// [`MAX_BYTES`](Self::MAX_BYTES) bytes (an environment entry larger than the kernel's
+    /// per-string limit would make every later process start fail).
     pub fn new(value: impl Into<String>) -> Result<Self> {
         let v = value.into();
         if v.contains('\0') {
             return Err(Error::invalid("config value must not contain a NUL byte"));
+        }
+        if v.len() > Self::MAX_BYTES {
+            return Err(Error::invalid(format!(
+                "config value is {} bytes; the limit is {} bytes per value",
+                v.len(),
+                Self::MAX_BYTES
+            )));
         }
         Ok(ConfigValue(v))
     }
@@ -496,6 +514,29 @@ impl Config {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+    /// The largest config of an app, keys and values together, in bytes.
+    pub const MAX_TOTAL_BYTES: usize = 64 * 1024;
+
+    /// Bytes of every `KEY=VALUE` entry together.
+    pub fn total_bytes(&self) -> usize {
+        self.0
+            .iter()
+            .map(|(k, v)| k.as_str().len() + 1 + v.expose().len())
+            .sum()
+    }
+
+    /// Checks the whole config against [`MAX_TOTAL_BYTES`](Self::MAX_TOTAL_BYTES).
+    pub fn check_size(&self) -> Result<()> {
+        let total = self.total_bytes();
+        if total > Self::MAX_TOTAL_BYTES {
+            return Err(Error::invalid(format!(
+                "config would hold {total} bytes; the limit is {} bytes for all of an app's vars",
+                Self::MAX_TOTAL_BYTES
+            )));
+        }
+        Ok(())
+    }
+
     /// Applies an update: sets then unsets. Returns the keys that changed.
     pub fn apply(&mut self, update: &ConfigUpdate) -> Vec<ConfigKey> {
         let mut changed = Vec::new();

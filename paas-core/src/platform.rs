@@ -1067,6 +1067,7 @@ impl Platform {
             if config.apply(&update).is_empty() {
                 return Ok(None);
             }
+            config.check_size()?;
             let description = match (update.set.is_empty(), update.unset.is_empty()) {
                 (false, true) => format!("Set {} config vars", keys_of(&update)),
                 (true, false) => format!("Remove {} config vars", keys_of(&update)),
@@ -1435,13 +1436,25 @@ impl Platform {
     /// Errors: `Conflict` if another app has it (or it is another app's default host).
     pub async fn add_domain(&self, app: &AppName, domain: Domain) -> Result<()> {
         let _g = self.lock_app(app).await;
-        let suffix = format!(".{}", self.inner.settings.base_domain);
+        let base = self.inner.settings.base_domain.as_str();
+        let suffix = format!(".{base}");
         if let Some(owner) = domain.as_str().strip_suffix(&suffix) {
             if owner != app.as_str() && AppName::new(owner).is_ok() {
                 return Err(Error::conflict(format!(
                     "domain \"{domain}\" is the default hostname of app \"{owner}\""
                 )));
             }
+        }
+        // Names under the base domain belong to the platform (every app's default host lives
+        // there), and a wildcard over it would take the hosts of apps yet to come.
+        let covers_base = match domain.as_str().strip_prefix("*.") {
+            Some(parent) => base == parent || base.ends_with(&format!(".{parent}")),
+            None => false,
+        };
+        if domain.as_str() == base || domain.as_str().ends_with(&suffix) || covers_base {
+            return Err(Error::invalid(format!(
+                "domain \"{domain}\" is under the platform's base domain \"{base}\": apps answer at APP.{base} already; add a domain outside it"
+            )));
         }
         self.inner.store.add_domain(app, domain.clone()).await?;
         if let Err(e) = self.sync_route(app).await {

@@ -1,6 +1,5 @@
 //! Small stream helpers shared by backends.
 
-use futures::stream::BoxStream;
 use futures::StreamExt;
 use tokio::sync::broadcast;
 
@@ -21,3 +20,6 @@ pub fn broadcast_stream<T: Clone + Send + 'static>(
     })
     .boxed()
 }
+
+/// The boxed stream type every streaming method of the traits returns.
+pub use futures::stream::BoxStream;

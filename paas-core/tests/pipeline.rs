@@ -605,6 +605,26 @@ async fn domains_are_routed_and_unique() {
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict, "another app's default host");
+    // Names under the base domain, and wildcards over it, belong to the platform.
+    for taken in [
+        "*.localhost",
+        "www.doma.localhost",
+        "localhost",
+        "x.y.localhost",
+    ] {
+        let e = env
+            .platform
+            .add_domain(&b, Domain::new(taken).unwrap())
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{taken}: {e}");
+        assert!(e.message().contains("base domain"), "{e}");
+    }
+    assert!(!route_of(&env, &b)
+        .await
+        .hosts
+        .iter()
+        .any(|h| h.as_str() == "*.localhost"));
     env.platform.remove_domain(&a, &d).await.unwrap();
     assert!(!route_of(&env, &a).await.hosts.contains(&d));
 }

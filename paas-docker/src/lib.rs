@@ -25,10 +25,10 @@
 //! # let _ = (builder, scheduler); Ok(()) }
 //! ```
 
-pub mod builder;
+mod builder;
 mod common;
 mod logs;
-pub mod scheduler;
+mod scheduler;
 pub mod stack;
 mod tarball;
 

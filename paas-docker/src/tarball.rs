@@ -163,12 +163,122 @@ impl TarWriter {
     }
 }
 
-/// The patterns of a `.dockerignore` file: one per line, `#` comments, `!` re-includes, `*`
-/// and `?` within one path segment, `**` across segments; a pattern matching a directory
+/// The patterns of a `.dockerignore` file: one per line, `#` comments, `!` re-includes, `*`,
+/// `?` and `[...]` classes within one path segment, `**` across segments; patterns are cleaned
+/// as Docker does (`./`, `//`, `..` and a leading `/` removed); a pattern matching a directory
 /// excludes everything below it; the last matching pattern wins.
+///
+/// Matching never backtracks exponentially: each pattern is decided in time proportional to
+/// the pattern's length times the path's (the greedy wildcard algorithm, at both levels).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct IgnoreRules {
-    rules: Vec<(bool, Vec<String>)>,
+    rules: Vec<(bool, Vec<Segment>)>,
+}
+
+/// One segment of a pattern.
+#[derive(Clone, Debug, PartialEq)]
+enum Segment {
+    /// `**`: any number of segments.
+    Any,
+    /// A glob of one segment.
+    Glob(Vec<Tok>),
+}
+
+/// One element of a segment's glob.
+#[derive(Clone, Debug, PartialEq)]
+enum Tok {
+    Lit(u8),
+    One,
+    Star,
+    Class {
+        ranges: Vec<(u8, u8)>,
+        negated: bool,
+    },
+}
+
+impl Tok {
+    fn matches(&self, c: u8) -> bool {
+        match self {
+            Tok::Lit(l) => *l == c,
+            Tok::One => true,
+            Tok::Star => false,
+            Tok::Class { ranges, negated } => {
+                ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&c)) != *negated
+            }
+        }
+    }
+}
+
+/// Docker's `filepath.Clean` of a pattern, as segments.
+fn clean(pat: &str) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::new();
+    for seg in pat.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s),
+        }
+    }
+    out
+}
+
+fn compile(seg: &str) -> Vec<Tok> {
+    let b = seg.as_bytes();
+    let mut toks = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'*' => {
+                if toks.last() != Some(&Tok::Star) {
+                    toks.push(Tok::Star);
+                }
+            }
+            b'?' => toks.push(Tok::One),
+            b'\\' if i + 1 < b.len() => {
+                i += 1;
+                toks.push(Tok::Lit(b[i]));
+            }
+            b'[' => {
+                // A class runs to the next unescaped `]`; without one, `[` is literal.
+                let mut j = i + 1;
+                let negated = matches!(b.get(j), Some(b'^' | b'!'));
+                if negated {
+                    j += 1;
+                }
+                let mut ranges = Vec::new();
+                let mut closed = false;
+                while j < b.len() {
+                    let mut c = b[j];
+                    if c == b']' && !ranges.is_empty() {
+                        closed = true;
+                        break;
+                    }
+                    if c == b'\\' && j + 1 < b.len() {
+                        j += 1;
+                        c = b[j];
+                    }
+                    if b.get(j + 1) == Some(&b'-') && j + 2 < b.len() && b[j + 2] != b']' {
+                        ranges.push((c, b[j + 2]));
+                        j += 3;
+                    } else {
+                        ranges.push((c, c));
+                        j += 1;
+                    }
+                }
+                if closed {
+                    toks.push(Tok::Class { ranges, negated });
+                    i = j;
+                } else {
+                    toks.push(Tok::Lit(b'['));
+                }
+            }
+            c => toks.push(Tok::Lit(c)),
+        }
+        i += 1;
+    }
+    toks
 }
 
 impl IgnoreRules {
@@ -183,11 +293,18 @@ impl IgnoreRules {
                 Some(p) => (true, p.trim()),
                 None => (false, line),
             };
-            let segments: Vec<String> = pat
-                .split('/')
-                .filter(|s| !s.is_empty() && *s != ".")
-                .map(str::to_string)
-                .collect();
+            let mut segments: Vec<Segment> = Vec::new();
+            for s in clean(pat) {
+                let seg = if s == "**" {
+                    Segment::Any
+                } else {
+                    Segment::Glob(compile(s))
+                };
+                // `**/**` is one `**`.
+                if !(seg == Segment::Any && segments.last() == Some(&Segment::Any)) {
+                    segments.push(seg);
+                }
+            }
             if !segments.is_empty() {
                 rules.push((negate, segments));
             }
@@ -201,7 +318,10 @@ impl IgnoreRules {
 
     /// Whether `rel` (a `/`-separated path relative to the context root) is excluded.
     pub(crate) fn excludes(&self, rel: &str) -> bool {
-        let parts: Vec<&str> = rel.split('/').collect();
+        let parts: Vec<&str> = rel
+            .split('/')
+            .filter(|p| !p.is_empty() && *p != ".")
+            .collect();
         let mut excluded = false;
         for (negate, pat) in &self.rules {
             // The path itself or one of its parent directories.
@@ -214,30 +334,66 @@ impl IgnoreRules {
     }
 }
 
-fn match_segments(pat: &[String], parts: &[&str]) -> bool {
-    match pat.split_first() {
-        None => parts.is_empty(),
-        Some((first, rest)) if first == "**" => {
-            (0..=parts.len()).any(|skip| match_segments(rest, &parts[skip..]))
+/// The greedy wildcard algorithm over segments, `**` being the wildcard: on a mismatch, go
+/// back to just after the last `**` and let it take one more segment. No recursion, no
+/// exponential blow-up.
+fn match_segments(pat: &[Segment], parts: &[&str]) -> bool {
+    let (mut p, mut i) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while i < parts.len() {
+        match pat.get(p) {
+            Some(Segment::Any) => {
+                star = Some((p, i));
+                p += 1;
+                continue;
+            }
+            Some(Segment::Glob(toks)) if glob(toks, parts[i].as_bytes()) => {
+                p += 1;
+                i += 1;
+                continue;
+            }
+            _ => {}
         }
-        Some((first, rest)) => match parts.split_first() {
-            Some((p, more)) => glob(first.as_bytes(), p.as_bytes()) && match_segments(rest, more),
-            None => false,
-        },
+        match star {
+            Some((sp, si)) => {
+                p = sp + 1;
+                i = si + 1;
+                star = Some((sp, si + 1));
+            }
+            None => return false,
+        }
     }
+    pat[p..].iter().all(|s| *s == Segment::Any)
 }
 
-/// `*` and `?` glob of one segment.
-fn glob(pat: &[u8], s: &[u8]) -> bool {
-    match pat.split_first() {
-        None => s.is_empty(),
-        Some((b'*', rest)) => (0..=s.len()).any(|i| glob(rest, &s[i..])),
-        Some((b'?', rest)) => !s.is_empty() && glob(rest, &s[1..]),
-        Some((b'\\', rest)) if !rest.is_empty() => {
-            s.first() == Some(&rest[0]) && glob(&rest[1..], &s[1..])
+/// The same algorithm within one segment, `*` being the wildcard.
+fn glob(toks: &[Tok], s: &[u8]) -> bool {
+    let (mut p, mut i) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while i < s.len() {
+        match toks.get(p) {
+            Some(Tok::Star) => {
+                star = Some((p, i));
+                p += 1;
+                continue;
+            }
+            Some(t) if t.matches(s[i]) => {
+                p += 1;
+                i += 1;
+                continue;
+            }
+            _ => {}
         }
-        Some((c, rest)) => s.first() == Some(c) && glob(rest, &s[1..]),
+        match star {
+            Some((sp, si)) => {
+                p = sp + 1;
+                i = si + 1;
+                star = Some((sp, si + 1));
+            }
+            None => return false,
+        }
     }
+    toks[p..].iter().all(|t| *t == Tok::Star)
 }
 
 /// Reads the regular file whose path (relative, without leading `./` or `/`) ends the archive
@@ -299,6 +455,21 @@ mod tests {
     }
 
     #[test]
+    fn pathological_patterns_are_decided_at_once() {
+        // These took seconds to forever with a backtracking matcher.
+        let a40 = "a".repeat(40);
+        let a200 = "a".repeat(200);
+        let r = IgnoreRules::parse("*a*a*a*a*a*a*a*a*a*a*b\n");
+        assert!(!r.excludes(&a40));
+        assert!(!r.excludes(&a200));
+        assert!(r.excludes(&format!("{a200}b")));
+        let deep = vec!["a"; 200].join("/");
+        let r = IgnoreRules::parse("**/a/**/a/**/a/**/a/**/a/**/a/**/b\n");
+        assert!(!r.excludes(&deep));
+        assert!(r.excludes(&format!("{deep}/b")));
+    }
+
+    #[test]
     fn dockerignore() {
         let r = IgnoreRules::parse("# c\nnode_modules\n*.log\n**/tmp\n!keep.log\nsecrets/*.key\n");
         assert!(r.excludes("node_modules"));
@@ -310,6 +481,14 @@ mod tests {
         assert!(r.excludes("secrets/a.key"));
         assert!(!r.excludes("secrets/a.txt"));
         assert!(!r.excludes("src/main.rs"));
+
+        // Classes, escapes, cleaning as Docker does.
+        let r2 = IgnoreRules::parse("[a-c]x.txt\n[!d]y\n./sub//../docs/**/*.md\n/lit\\*\n");
+        assert!(r2.excludes("bx.txt") && !r2.excludes("dx.txt"));
+        assert!(r2.excludes("zy") && !r2.excludes("dy"));
+        assert!(r2.excludes("docs/a/b/c.md") && r2.excludes("docs/c.md"));
+        assert!(!r2.excludes("sub/docs/c.md"));
+        assert!(r2.excludes("lit*") && !r2.excludes("litx"));
 
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("node_modules/x")).unwrap();

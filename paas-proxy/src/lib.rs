@@ -40,8 +40,8 @@ mod health;
 mod limits;
 mod metrics;
 mod router;
-pub mod routes_file;
-pub mod settings;
+mod routes_file;
+mod settings;
 mod table;
 mod upstream;
 

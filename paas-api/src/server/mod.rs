@@ -11,6 +11,7 @@ mod ndjson;
 mod openapi;
 mod processes;
 mod releases;
+mod serve;
 
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ use utoipa_axum::routes;
 
 pub use error::{status_of, ApiError, ApiResult};
 pub use ndjson::NDJSON;
+pub use serve::{serve, ServeSettings};
 
 /// Settings of an [`ApiServer`].
 #[derive(Clone, Debug)]
