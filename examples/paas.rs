@@ -27,7 +27,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use futures::StreamExt;
 use paas::api::wire::{AppInfo, ConfigPatch, DeployBody, LogsQuery, PageRequest, ReleaseView};
-use paas::api::{redact_url, Client, Operation, Update};
+use paas::api::{json_terminal_safe, redact_url, terminal_safe, Client, Operation, Update};
 use paas::core::{
     AppName, ConfigKey, ConfigUpdate, DeployStatus, Domain, ErrorKind, Formation, Instance,
     OutputStream, ProcessType, Version,
@@ -228,8 +228,17 @@ type CliResult<T> = Result<T, CliError>;
 
 /// Writes a line to stdout; a closed pipe (`paas logs | head`) ends the program quietly.
 fn out(line: impl AsRef<str>) {
+    write_line(&terminal_safe(line.as_ref()));
+}
+
+/// Writes a line of JSON to stdout (characters that would drive a terminal as `\uXXXX`).
+fn out_json(json: &str) {
+    write_line(&json_terminal_safe(json));
+}
+
+fn write_line(line: &str) {
     let mut stdout = std::io::stdout().lock();
-    if writeln!(stdout, "{}", line.as_ref())
+    if writeln!(stdout, "{line}")
         .and_then(|_| stdout.flush())
         .is_err()
     {
@@ -237,7 +246,8 @@ fn out(line: impl AsRef<str>) {
     }
 }
 
-/// Writes raw text to stdout or stderr, flushing it.
+/// Writes a one-off run's output as it came (the user's own command, as `heroku run` and ssh
+/// do), flushing it.
 fn out_raw(stream: OutputStream, text: &str) {
     let res = match stream {
         OutputStream::Stdout => {
@@ -255,13 +265,15 @@ fn out_raw(stream: OutputStream, text: &str) {
 }
 
 /// A progress or status line, on stderr.
+/// Text from the server (build output, messages) never drives the terminal: see
+/// [`terminal_safe`].
 fn note(line: impl AsRef<str>) {
     let mut stderr = std::io::stderr().lock();
-    let _ = writeln!(stderr, "{}", line.as_ref());
+    let _ = writeln!(stderr, "{}", terminal_safe(line.as_ref()));
 }
 
 fn print_json<T: Serialize + ?Sized>(v: &T) {
-    out(serde_json::to_string_pretty(v).unwrap_or_default());
+    out_json(&serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
 /// Renders rows as left-aligned columns under `headers`.
@@ -808,7 +820,7 @@ async fn run(cli: Cli) -> CliResult<i32> {
             while let Some(line) = lines.next().await {
                 let line = line.map_err(err)?;
                 if json {
-                    out(serde_json::to_string(&line).unwrap_or_default());
+                    out_json(&serde_json::to_string(&line).unwrap_or_default());
                 } else {
                     out(line.to_string());
                 }

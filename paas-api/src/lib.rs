@@ -47,6 +47,6 @@ pub use server::{
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 mod client;
 #[cfg(feature = "client")]
-pub use client::{redact_url, Client, Operation, Update};
+pub use client::{json_terminal_safe, redact_url, terminal_safe, Client, Operation, Update};
 
 pub use wire::StreamEvent;

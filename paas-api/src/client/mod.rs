@@ -2,6 +2,7 @@
 
 mod ndjson;
 mod operation;
+mod terminal;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use operation::{Operation, Update};
+pub use terminal::{json_terminal_safe, terminal_safe};
 
 use crate::wire::{
     AddDomain, ApiInfo, AppInfo, ConfigChanged, ConfigPatch, CreateApp, DeployBody, LogsQuery,
