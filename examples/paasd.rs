@@ -25,8 +25,8 @@ use clap::Parser;
 use paas::api::{ApiServer, ApiSettings, ServeSettings};
 use paas::core::memory::MemoryLogSink;
 use paas::core::{
-    Authorizer, DeployRequest, DeploySource, Error, HealthCheck, Platform, PlatformSettings,
-    Progress, StaticTokenAuthorizer, Token,
+    Authorizer, DeployRequest, DeploySource, Error, HealthCheck, LogLine, LogSink, LogSource,
+    Platform, PlatformSettings, Progress, StaticTokenAuthorizer, Token,
 };
 use paas::docker::DockerSchedulerSettings;
 use paas::docker::{stack, DockerBuilder, DockerBuilderSettings, DockerScheduler};
@@ -116,6 +116,12 @@ async fn main() {
 async fn run(args: Args) -> paas::core::Result<()> {
     let data = args.data_dir.clone();
     std::fs::create_dir_all(&data)?;
+    // Tokens, the database (sealed config), logs and repositories: for the daemon's user only.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700))?;
+    }
     let token = load_token(&data, args.token.clone())?;
 
     let docker = paas::docker::connect().await?;
@@ -154,6 +160,7 @@ async fn run(args: Args) -> paas::core::Result<()> {
     let mut builder_settings = DockerBuilderSettings::default();
     builder_settings.stack_image = stack_image.clone();
     builder_settings.buildpacks_dir = args.buildpacks.clone();
+    builder_settings.platform_id = args.platform_id.clone();
     let builder = DockerBuilder::new(docker.clone(), builder_settings)?;
     let store = SqliteReleaseStore::open(data.join("paas.db")).await?;
     let scheduler = DockerScheduler::new(
@@ -162,6 +169,29 @@ async fn run(args: Args) -> paas::core::Result<()> {
     )
     .await?
     .with_log_sink(logs.clone());
+    // What a previous run of this daemon left mid-way (killed during a build or a one-off
+    // run): nothing else owns it, so it goes before anything starts.
+    let interrupted = builder.remove_orphaned_builds().await?;
+    let runs = scheduler.remove_orphaned_runs().await?;
+    let _ = std::fs::remove_dir_all(data.join("work"));
+    if !interrupted.is_empty() || runs > 0 {
+        tracing::info!(
+            builds = interrupted.len(),
+            runs,
+            "removed containers left by a previous run"
+        );
+    }
+    for (app, build) in interrupted {
+        // The build never finished: say so where the user looks.
+        let line = LogLine::new(
+            app,
+            LogSource::Platform("build".into()),
+            format!(
+                "Build {build} failed: interrupted by a platform restart; push again to deploy"
+            ),
+        );
+        let _ = LogSink::append(logs.as_ref(), line).await;
+    }
     let mut proxy_settings = ProxySettings::for_platform(&settings);
     proxy_settings.trusted_proxies = args.trusted_proxies.clone();
     let router = ProxyRouter::new(proxy_settings)?.with_access_log(logs.clone());
@@ -178,7 +208,7 @@ async fn run(args: Args) -> paas::core::Result<()> {
     let _watcher = platform.spawn_instance_watcher();
 
     let router_listener = tokio::net::TcpListener::bind(args.http_addr).await?;
-    let api_listener = tokio::net::TcpListener::bind(args.api_addr).await?;
+    let api_listener = bind_with_backlog(args.api_addr, 4096)?;
     let router_addr = router_listener.local_addr()?;
     let api_addr = api_listener.local_addr()?;
 
@@ -186,14 +216,23 @@ async fn run(args: Args) -> paas::core::Result<()> {
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|v| *v).await;
     };
+    // The last known table first (what runs now, adopted by label), so that apps that kept
+    // running while the daemon was away never answer 404; then serve.
+    platform.restore_routes().await?;
     let router_task = {
         let router = router.clone();
         let stop = stopped(stop_rx.clone());
         tokio::spawn(async move { router.serve(router_listener, stop).await })
     };
-
-    // Adopt running containers and rebuild the route table before answering the API.
-    platform.recover().await?;
+    // Then converge each app (restart what died, health-check, re-route) in the background;
+    // an API call on an app waits for that app's recovery (operations on one app are
+    // serialized).
+    let recovering = platform.clone();
+    tokio::spawn(async move {
+        if let Err(e) = recovering.recover().await {
+            tracing::error!(error = %e, "recovery failed");
+        }
+    });
 
     let auth: Arc<dyn Authorizer> = Arc::new(StaticTokenAuthorizer::new(token.expose()));
     let api_settings = ApiSettings::default()
@@ -225,6 +264,20 @@ async fn run(args: Args) -> paas::core::Result<()> {
     let _ = tokio::time::timeout(grace, api_task).await;
     let _ = tokio::time::timeout(grace, router_task).await;
     Ok(())
+}
+
+/// A listener whose accept queue holds `backlog` connections (the kernel caps it at
+/// `net.core.somaxconn`): clients past the API's connection cap wait there, holding no
+/// descriptor of this process, instead of being dropped.
+fn bind_with_backlog(addr: SocketAddr, backlog: u32) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
 
 async fn shutdown_signal() {

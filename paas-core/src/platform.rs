@@ -1538,6 +1538,19 @@ impl Platform {
         Ok(())
     }
 
+    /// Puts every app's route back from what runs now (the web processes of its current
+    /// release that the scheduler adopted), without starting, stopping or probing anything.
+    /// Fast: call it before the router starts serving after a restart, so running apps never
+    /// answer 404 while [`recover`](Self::recover) converges and checks them.
+    pub async fn restore_routes(&self) -> Result<()> {
+        for app in self.inner.store.list_apps().await? {
+            if let Err(e) = self.sync_route(&app.name).await {
+                tracing::warn!(app = %app.name, error = %e, "could not restore the route");
+            }
+        }
+        Ok(())
+    }
+
     async fn recover_app(&self, app: &AppName) -> Result<()> {
         let _g = self.lock_app(app).await;
         let s = &self.inner.settings;

@@ -55,8 +55,12 @@ use crate::tarball::{self, Owner, TarWriter};
 #[non_exhaustive]
 pub struct DockerBuilderSettings {
     /// Images are named `<image_prefix>/<app>:<build-id>`; the cache volume is
-    /// `<image_prefix>-cache-<app>` (`/` replaced by `-`). Default `paas`.
+    /// `<image_prefix>-<platform_id>-cache-<app>` (`/` replaced by `-`). Default `paas`.
     pub image_prefix: String,
+    /// Identifies this platform's images, build containers and cache volumes on a shared
+    /// engine (the `paas.platform` label): pruning and orphan removal touch only these.
+    /// Default `paasd`, as the scheduler's.
+    pub platform_id: String,
     /// The stack image build containers run on. Default [`stack::DEFAULT_STACK_IMAGE`]
     /// (created on first use if missing).
     pub stack_image: String,
@@ -82,6 +86,7 @@ impl Default for DockerBuilderSettings {
     fn default() -> Self {
         DockerBuilderSettings {
             image_prefix: "paas".into(),
+            platform_id: "paasd".into(),
             stack_image: stack::DEFAULT_STACK_IMAGE.into(),
             buildpacks_dir: None,
             build_timeout: Duration::from_secs(15 * 60),
@@ -232,6 +237,60 @@ impl DockerBuilder {
         &self.settings
     }
 
+    /// Removes every build container this platform id left behind: a daemon killed during a
+    /// build leaves its build container (and that container keeps the app's cache volume in
+    /// use). Call it at start, while no build of this platform id runs. Returns the app and
+    /// build id of each one removed, so the caller can record that those builds failed.
+    pub async fn remove_orphaned_builds(&self) -> Result<Vec<(AppName, String)>> {
+        self.remove_build_containers(None).await
+    }
+
+    async fn remove_build_containers(
+        &self,
+        app: Option<&AppName>,
+    ) -> Result<Vec<(AppName, String)>> {
+        let mut label = vec![
+            format!("{}={}", labels::PLATFORM, self.settings.platform_id),
+            format!("{}={}", labels::KIND, labels::KIND_BUILD),
+        ];
+        if let Some(app) = app {
+            label.push(format!("{}={app}", labels::APP));
+        }
+        let found = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(HashMap::from([("label".to_string(), label)])),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| docker_error(e, "remove build containers"))?;
+        let mut removed = Vec::new();
+        for c in found {
+            let Some(id) = c.id else { continue };
+            let label = |k: &str| c.labels.as_ref().and_then(|l| l.get(k)).cloned();
+            let owner = label(labels::APP).and_then(|a| AppName::new(a).ok());
+            let build = label(labels::BUILD).unwrap_or_else(|| "?".into());
+            let gone = self
+                .docker
+                .remove_container(
+                    &id,
+                    Some(RemoveContainerOptions {
+                        force: true,
+                        v: true,
+                        ..Default::default()
+                    }),
+                )
+                .await;
+            match gone {
+                Ok(()) => removed.extend(owner.map(|a| (a, build))),
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(docker_error(e, "remove build containers")),
+            }
+        }
+        Ok(removed)
+    }
+
     /// The image repository of an app's builds: `<prefix>/<app>`.
     pub fn repository(&self, app: &AppName) -> String {
         format!("{}/{app}", self.settings.image_prefix)
@@ -240,8 +299,9 @@ impl DockerBuilder {
     /// The per-app buildpack cache volume.
     pub fn cache_volume(&self, app: &AppName) -> String {
         format!(
-            "{}-cache-{app}",
-            self.settings.image_prefix.replace('/', "-")
+            "{}-{}-cache-{app}",
+            self.settings.image_prefix.replace('/', "-"),
+            self.settings.platform_id
         )
     }
 
@@ -256,6 +316,10 @@ impl DockerBuilder {
 
     fn image_labels(&self, app: &AppName, build: &str, strategy: &str) -> HashMap<String, String> {
         HashMap::from([
+            (
+                labels::PLATFORM.to_string(),
+                self.settings.platform_id.clone(),
+            ),
             (labels::APP.to_string(), app.to_string()),
             (labels::BUILD.to_string(), build.to_string()),
             (labels::STRATEGY.to_string(), strategy.to_string()),
@@ -516,10 +580,13 @@ impl DockerBuilder {
         self.docker
             .create_volume(bollard::models::VolumeCreateRequest {
                 name: Some(volume.clone()),
-                labels: Some(HashMap::from([(
-                    labels::APP.to_string(),
-                    req.app.to_string(),
-                )])),
+                labels: Some(HashMap::from([
+                    (labels::APP.to_string(), req.app.to_string()),
+                    (
+                        labels::PLATFORM.to_string(),
+                        self.settings.platform_id.clone(),
+                    ),
+                ])),
                 ..Default::default()
             })
             .await
@@ -536,6 +603,10 @@ impl DockerBuilder {
             ]),
             labels: Some(HashMap::from([
                 (labels::KIND.to_string(), labels::KIND_BUILD.to_string()),
+                (
+                    labels::PLATFORM.to_string(),
+                    self.settings.platform_id.clone(),
+                ),
                 (labels::APP.to_string(), req.app.to_string()),
                 (labels::BUILD.to_string(), req.build_id.to_string()),
             ])),
@@ -807,10 +878,13 @@ impl DockerBuilder {
                 ContainerCreateBody {
                     image: Some(image.to_string()),
                     entrypoint: Some(vec!["/nonexistent".into()]),
-                    labels: Some(HashMap::from([(
-                        labels::KIND.to_string(),
-                        labels::KIND_BUILD.to_string(),
-                    )])),
+                    labels: Some(HashMap::from([
+                        (labels::KIND.to_string(), labels::KIND_BUILD.to_string()),
+                        (
+                            labels::PLATFORM.to_string(),
+                            self.settings.platform_id.clone(),
+                        ),
+                    ])),
                     network_disabled: Some(true),
                     ..Default::default()
                 },
@@ -1039,10 +1113,17 @@ impl Builder for DockerBuilder {
             .docker
             .list_images(Some(ListImagesOptions {
                 all: false,
-                filters: Some(HashMap::from([(
-                    "reference".to_string(),
-                    vec![repo.clone()],
-                )])),
+                filters: Some(HashMap::from([
+                    ("reference".to_string(), vec![repo.clone()]),
+                    (
+                        "label".to_string(),
+                        vec![format!(
+                            "{}={}",
+                            labels::PLATFORM,
+                            self.settings.platform_id
+                        )],
+                    ),
+                ])),
                 ..Default::default()
             }))
             .await
@@ -1094,6 +1175,9 @@ impl Builder for DockerBuilder {
             }
         }
         if req.keep.is_empty() {
+            // The app is going: its build containers (one left by a daemon that died during a
+            // build holds the cache volume) go first.
+            self.remove_build_containers(Some(&req.app)).await?;
             match self
                 .docker
                 .remove_volume(&self.cache_volume(&req.app), None::<RemoveVolumeOptions>)

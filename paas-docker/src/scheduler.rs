@@ -309,6 +309,19 @@ impl DockerScheduler {
         })
     }
 
+    /// Removes the one-off run containers this platform id left behind (a daemon that died
+    /// during `paas run` leaves its container running, without its time limit). Call it at
+    /// start, before anything runs. Returns how many it removed.
+    pub async fn remove_orphaned_runs(&self) -> Result<usize> {
+        let runs = self.inner.list_containers(None, labels::KIND_RUN).await?;
+        let mut removed = 0;
+        for id in runs.into_iter().filter_map(|c| c.id) {
+            self.inner.remove_now(&id).await;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
     /// Connects to the local engine ([`crate::connect`]) and creates a scheduler.
     pub async fn connect(settings: DockerSchedulerSettings) -> Result<Self> {
         Self::new(crate::connect().await?, settings).await
