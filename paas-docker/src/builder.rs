@@ -54,7 +54,7 @@ use crate::tarball::{self, Owner, TarWriter};
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct DockerBuilderSettings {
-    /// Images are named `<image_prefix>/<app>:<build-id>`; the cache volume is
+    /// Images are named `<image_prefix>/<platform_id>/<app>:<build-id>`; the cache volume is
     /// `<image_prefix>-<platform_id>-cache-<app>` (`/` replaced by `-`). Default `paas`.
     pub image_prefix: String,
     /// Identifies this platform's images, build containers and cache volumes on a shared
@@ -102,6 +102,19 @@ impl Default for DockerBuilderSettings {
 
 impl DockerBuilderSettings {
     fn validate(&self) -> Result<Owner> {
+        let id = &self.platform_id;
+        let id_ok = !id.is_empty()
+            && id.len() <= 63
+            && id.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+        if !id_ok {
+            return Err(Error::invalid(format!(
+                "invalid platform_id \"{}\": 1 to 63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit (it names image repositories)",
+                id.escape_debug()
+            )));
+        }
         let p = &self.image_prefix;
         let ok = !p.is_empty()
             && p.len() <= 100
@@ -291,9 +304,13 @@ impl DockerBuilder {
         Ok(removed)
     }
 
-    /// The image repository of an app's builds: `<prefix>/<app>`.
+    /// The image repository of an app's builds: `<prefix>/<platform_id>/<app>`, so that
+    /// two platforms sharing an engine never prune each other's images.
     pub fn repository(&self, app: &AppName) -> String {
-        format!("{}/{app}", self.settings.image_prefix)
+        format!(
+            "{}/{}/{app}",
+            self.settings.image_prefix, self.settings.platform_id
+        )
     }
 
     /// The per-app buildpack cache volume.
@@ -376,9 +393,11 @@ impl DockerBuilder {
             forcerm: true,
             ..Default::default()
         };
-        let mut stream =
-            self.docker
-                .build_image(options, None, Some(bollard::body_full(context.into())));
+        let mut stream = self.docker.build_image(
+            options,
+            None,
+            Some(bollard::body_try_stream(context.into_stream())),
+        );
         let mut lines = LineSplitter::default();
         while let Some(item) = stream.next().await {
             match item {
@@ -546,7 +565,7 @@ impl DockerBuilder {
         let src = req.source_dir.clone();
         let env: Vec<(String, String)> = req.config.to_env();
         let explicit_flag = explicit.is_some();
-        let upload = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+        let upload = tokio::task::spawn_blocking(move || -> std::io::Result<tarball::Archive> {
             let mut w = TarWriter::new();
             w.dir("app", 0o755, owner)?;
             w.tree(&src, "app", owner, true)?;
@@ -669,7 +688,7 @@ impl DockerBuilder {
         &self,
         req: &BuildRequest,
         id: &str,
-        upload: Vec<u8>,
+        upload: tarball::Archive,
         procfile: Option<Procfile>,
         progress: &Progress,
         explicit: bool,
@@ -681,7 +700,7 @@ impl DockerBuilder {
                     path: "/".into(),
                     ..Default::default()
                 }),
-                bollard::body_full(upload.into()),
+                bollard::body_try_stream(upload.into_stream()),
             )
             .await
             .map_err(|e| docker_error(e, "build"))?;
@@ -1113,17 +1132,10 @@ impl Builder for DockerBuilder {
             .docker
             .list_images(Some(ListImagesOptions {
                 all: false,
-                filters: Some(HashMap::from([
-                    ("reference".to_string(), vec![repo.clone()]),
-                    (
-                        "label".to_string(),
-                        vec![format!(
-                            "{}={}",
-                            labels::PLATFORM,
-                            self.settings.platform_id
-                        )],
-                    ),
-                ])),
+                filters: Some(HashMap::from([(
+                    "reference".to_string(),
+                    vec![repo.clone()],
+                )])),
                 ..Default::default()
             }))
             .await

@@ -246,7 +246,7 @@ fn busybox_rootfs(busybox: &Path) -> Result<Vec<u8>> {
     }
     let (os, n) = text("NAME=\"paas busybox stack\"\nID=paas-busybox\n");
     w.file("etc/os-release", 0o644, root, &os[..], n)?;
-    Ok(w.finish()?)
+    Ok(w.finish()?.into_bytes()?)
 }
 
 #[cfg(test)]

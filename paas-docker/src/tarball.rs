@@ -1,10 +1,21 @@
-//! Tar archives made in memory: build contexts, build-container uploads, stack root filesystems.
+//! Tar archives: build contexts, build-container uploads, stack root filesystems. They are
+//! kept in memory while small and spooled to a temporary file past 8 MiB, and streamed to the
+//! engine from there, so a large source tree never sits in the daemon's memory.
 //!
 //! Paths come from walking a directory (never from user text), so entries cannot escape the
 //! archive's root; symlinks are stored as symlinks and never followed.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
+
+use bytes::Bytes;
+use futures::Stream;
+use tempfile::SpooledTempFile;
+
+/// Archives larger than this go to a temporary file.
+const SPOOL_AT: usize = 8 * 1024 * 1024;
+/// Chunks of a streamed archive.
+const CHUNK: usize = 64 * 1024;
 
 /// Ownership and mtime applied to the entries written by [`TarWriter`].
 #[derive(Clone, Copy, Debug)]
@@ -17,10 +28,52 @@ impl Owner {
     pub(crate) const ROOT: Owner = Owner { uid: 0, gid: 0 };
 }
 
-/// An in-memory tar archive.
+/// A tar archive being written (in memory, then on disk past 8 MiB).
 pub(crate) struct TarWriter {
-    builder: tar::Builder<Vec<u8>>,
+    builder: tar::Builder<SpooledTempFile>,
     mtime: u64,
+}
+
+/// A finished archive.
+pub(crate) struct Archive(SpooledTempFile);
+
+impl Archive {
+    /// Its bytes, read whole (small archives and tests).
+    pub(crate) fn into_bytes(mut self) -> io::Result<Vec<u8>> {
+        self.0.seek(SeekFrom::Start(0))?;
+        let mut out = Vec::new();
+        self.0.read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    /// Its bytes as a stream of 64 KiB chunks, read on the blocking pool with at most a few
+    /// chunks in flight.
+    pub(crate) fn into_stream(mut self) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
+        let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(4);
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = self.0.seek(SeekFrom::Start(0)) {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+            loop {
+                let mut buf = vec![0u8; CHUNK];
+                match self.0.read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(e));
+                        return;
+                    }
+                }
+            }
+        });
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|v| (v, rx)) })
+    }
 }
 
 impl TarWriter {
@@ -30,7 +83,7 @@ impl TarWriter {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         TarWriter {
-            builder: tar::Builder::new(Vec::new()),
+            builder: tar::Builder::new(SpooledTempFile::new(SPOOL_AT)),
             mtime,
         }
     }
@@ -158,8 +211,8 @@ impl TarWriter {
     }
 
     /// The finished archive.
-    pub(crate) fn finish(self) -> io::Result<Vec<u8>> {
-        self.builder.into_inner()
+    pub(crate) fn finish(self) -> io::Result<Archive> {
+        self.builder.into_inner().map(Archive)
     }
 }
 
@@ -438,7 +491,7 @@ mod tests {
             true,
         )
         .unwrap();
-        let bytes = w.finish().unwrap();
+        let bytes = w.finish().unwrap().into_bytes().unwrap();
         assert_eq!(
             read_file(&bytes, "app/a/b/f.txt").unwrap().as_deref(),
             Some(&b"hello"[..])
@@ -499,7 +552,7 @@ mod tests {
         let mut w = TarWriter::new();
         w.tree_filtered(dir.path(), "", Owner::ROOT, true, &r)
             .unwrap();
-        let bytes = w.finish().unwrap();
+        let bytes = w.finish().unwrap().into_bytes().unwrap();
         let mut names: Vec<String> = tar::Archive::new(&bytes[..])
             .entries()
             .unwrap()

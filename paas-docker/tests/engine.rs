@@ -109,7 +109,7 @@ async fn dockerfile_build_runs_image_default_and_prune() {
     let lines = drain(&mut rx);
     assert!(lines.iter().any(|l| l.contains("Step 1/")), "{lines:?}");
     assert_eq!(build.strategy, "dockerfile");
-    assert_eq!(build.artifact.image, format!("{PREFIX}/{app}:b1"));
+    assert_eq!(build.artifact.image, format!("{PREFIX}/paasd/{app}:b1"));
     assert_eq!(
         build.procfile.command(&ProcessType::web()),
         Some("httpd -f -p 5000 -h /app/public")
@@ -899,4 +899,50 @@ async fn debian_stack_runs_a_python_web_app() {
         .unwrap();
     assert_eq!((status, body.trim()), (200, "from-python"));
     s.remove_app(&app, Duration::from_secs(5)).await.unwrap();
+}
+
+/// Two platforms on one engine, one app name: pruning one never touches the other's images.
+#[tokio::test]
+async fn two_platforms_never_prune_each_others_images() {
+    let Some(docker) = docker().await else { return };
+    let app = app("twin");
+    let _cleanup = Cleanup {
+        docker: docker.clone(),
+        app: app.clone(),
+    };
+    paas_docker::stack::ensure_busybox_stack(&docker, paas_docker::stack::DEFAULT_STACK_IMAGE)
+        .await
+        .unwrap();
+    let of = |id: &str| {
+        let mut s = DockerBuilderSettings::default();
+        s.image_prefix = PREFIX.into();
+        s.platform_id = id.into();
+        DockerBuilder::new(docker.clone(), s).unwrap()
+    };
+    let (a, b) = (of("plat-a"), of("plat-b"));
+    let mut images = Vec::new();
+    for builder in [&a, &b] {
+        let build = builder
+            .from_image(ImageRequest::new(
+                app.clone(),
+                BuildId::new("one").unwrap(),
+                paas_docker::stack::DEFAULT_STACK_IMAGE,
+            ))
+            .await
+            .unwrap();
+        images.push(build.artifact.image);
+    }
+    assert_ne!(images[0], images[1], "each platform names its own images");
+    a.prune(PruneRequest::new(app.clone(), vec![]))
+        .await
+        .unwrap();
+    assert!(
+        docker.inspect_image(&images[0]).await.is_err(),
+        "A pruned its own"
+    );
+    docker.inspect_image(&images[1]).await.unwrap();
+    b.prune(PruneRequest::new(app.clone(), vec![]))
+        .await
+        .unwrap();
+    assert!(docker.inspect_image(&images[1]).await.is_err());
 }

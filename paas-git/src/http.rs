@@ -42,9 +42,14 @@ pub type GitBody = UnsyncBoxBody<Bytes, BoxError>;
 pub struct GitHttpSettings {
     /// Branches whose pushes call the [`PushHook`] (default `main` and `master`).
     pub deploy_branches: Vec<String>,
-    /// The largest request body accepted, after gzip decoding (default 512 MiB). Larger
-    /// requests get 413 and change nothing.
+    /// The largest request body accepted (default 512 MiB). Larger requests get 413 and
+    /// change nothing.
     pub max_body_bytes: usize,
+    /// The largest gzip-encoded request body, once decoded (default 32 MiB). git gzips only
+    /// fetch negotiations (want/have lines), never packs, so this stays small: a small
+    /// compressed body that would inflate past it (a gzip bomb) gets 413 after at most this
+    /// much memory.
+    pub max_gzip_decoded_bytes: usize,
     /// The `git` executable (default `git`, looked up on `PATH`).
     pub git_binary: PathBuf,
     /// While a deploy hook runs silently, a keep-alive packet is sent this often (default 5 s),
@@ -59,6 +64,7 @@ impl Default for GitHttpSettings {
         GitHttpSettings {
             deploy_branches: vec!["main".into(), "master".into()],
             max_body_bytes: 512 * 1024 * 1024,
+            max_gzip_decoded_bytes: 32 * 1024 * 1024,
             git_binary: PathBuf::from("git"),
             keepalive: Duration::from_secs(5),
             realm: "paas".into(),
@@ -410,8 +416,9 @@ impl GitHttpService {
                         return text(
                             StatusCode::PAYLOAD_TOO_LARGE,
                             format!(
-                                "request body is larger than the limit of {} bytes",
-                                inner.settings.max_body_bytes
+                                "request body is larger than the limit of {} bytes ({} once gzip is decoded)",
+                                inner.settings.max_body_bytes,
+                                inner.settings.max_gzip_decoded_bytes
                             ),
                         )
                     }
@@ -539,6 +546,7 @@ impl ServiceInner {
         if !gzip {
             return Ok(raw);
         }
+        let limit = self.settings.max_gzip_decoded_bytes.min(limit);
         let decoded = tokio::task::spawn_blocking(move || {
             let mut out = Vec::new();
             let mut decoder = flate2::read::GzDecoder::new(&raw[..]).take(limit as u64 + 1);

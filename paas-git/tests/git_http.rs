@@ -488,6 +488,47 @@ async fn body_limit_and_gzip() {
     assert_eq!(status, 413);
 }
 
+/// VmHWM of this process in KiB (0 where /proc is absent).
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gzip_bomb_under_the_default_limits_costs_little_memory() {
+    let server = Server::start_with(None, GitHttpSettings::default()).await;
+    server.create_app("bombed").await;
+    // About 600 KiB that inflate to 600 MiB: below the 512 MiB body limit compressed, far
+    // above it decoded.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let zeros = vec![b'0'; 1024 * 1024];
+    for _ in 0..600 {
+        std::io::Write::write_all(&mut gz, &zeros).unwrap();
+    }
+    let gz = gz.finish().unwrap();
+    assert!(gz.len() < 1024 * 1024, "{} bytes", gz.len());
+    let before = peak_rss_kib();
+    let req = http::Request::post("/bombed.git/git-upload-pack")
+        .header("authorization", auth_header(TOKEN))
+        .header("content-type", "application/x-git-upload-pack-request")
+        .header("content-encoding", "gzip")
+        .body(Full::new(Bytes::from(gz)))
+        .unwrap();
+    let (status, _, _) = request(server.addr, req).await;
+    assert_eq!(status, 413);
+    let grew = peak_rss_kib().saturating_sub(before);
+    assert!(
+        grew < 200 * 1024,
+        "decoding the bomb raised peak memory by {grew} KiB"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_pushes_to_two_apps() {
     let server = Server::start(None).await;
