@@ -12,8 +12,10 @@
 //! Framing is decided here, not forwarded blindly: a request with both `Content-Length` and
 //! `Transfer-Encoding`, an invalid or repeated-and-different `Content-Length`, or a transfer
 //! coding other than `chunked` gets 400 and the connection is closed; chunked request bodies are
-//! decoded and re-encoded canonically, so the app and the proxy always agree on where a request
-//! ends (no request smuggling through extensions, bare line feeds or trailers).
+//! checked against the strict grammar of RFC 9112 7.1 (CRLF line ends, well-formed extensions
+//! and trailer lines, else 400 and the connection is closed) and re-encoded canonically, so the
+//! app, the proxy and any proxy in front always agree on where a request ends (no request
+//! smuggling through extensions, bare line feeds or trailers).
 
 use std::fmt::Write as _;
 use std::future::Future as _;
@@ -519,10 +521,34 @@ fn same_header_name(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Other headers that frameworks read the client's address from (`X-Real-IP`,
-/// `True-Client-IP`, also spelled with underscores): passed on only from trusted proxies.
+/// `True-Client-IP`, `X-Client-IP`, `Client-IP`, `CF-Connecting-IP`, `Fastly-Client-IP`,
+/// `X-Cluster-Client-IP`, `X-Forwarded`, also spelled with underscores): passed on only from
+/// trusted proxies. The name's length picks the candidates, and a comparison stops at the first
+/// byte that differs, so most names cost one length match at most.
 fn client_address_header(name: &str) -> bool {
     let n = name.as_bytes();
-    same_header_name(n, b"x-real-ip") || same_header_name(n, b"true-client-ip")
+    let candidates: &[&[u8]] = match n.len() {
+        9 => &[b"x-real-ip", b"client-ip"],
+        11 => &[b"x-client-ip", b"x-forwarded"],
+        14 => &[b"true-client-ip"],
+        16 => &[b"cf-connecting-ip", b"fastly-client-ip"],
+        19 => &[b"x-cluster-client-ip"],
+        _ => return false,
+    };
+    candidates.iter().any(|c| same_header_name(n, c))
+}
+
+/// `Content-Length` or `Transfer-Encoding`, also spelled with underscores (`Content_Length`):
+/// the framing headers are set by the proxy itself, and the underscore spellings are never
+/// passed on (from any client), since app servers that fold `_` into `-` (CGI, WSGI, Rack,
+/// PHP) would take them for framing headers the proxy never checked.
+fn framing_header(name: &str) -> bool {
+    let n = name.as_bytes();
+    match n.len() {
+        14 => same_header_name(n, b"content-length"),
+        17 => same_header_name(n, b"transfer-encoding"),
+        _ => false,
+    }
 }
 
 /// `Forwarded` and `X-Forwarded-*`, also spelled with underscores: only the proxy sets them.
@@ -755,7 +781,7 @@ fn prepare(shared: &Shared, client: &Client, data: &[u8], started: Instant) -> P
         let name = h.name;
         if hop_by_hop(name)
             || conn.names(name)
-            || name.eq_ignore_ascii_case("content-length")
+            || framing_header(name)
             || forwarded_family(name)
             || (!client.trusted && client_address_header(name))
             || (authority.is_some() && name.eq_ignore_ascii_case("host"))
@@ -1153,25 +1179,62 @@ enum Forwarded {
 }
 
 /// Decodes a chunked body incrementally.
+///
+/// Request bodies are held to the grammar of RFC 9112 7.1: every line ends with CRLF, a chunk
+/// extension is `BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ]`, and a trailer line
+/// is a field name (a token), a colon and a value of visible characters, spaces and tabs. Any
+/// other byte (a bare LF, a control character, junk after the size, a trailer line without a
+/// colon) makes the body malformed, so that a proxy in front, which may read such bytes
+/// differently, never disagrees with this one on where the body ends. Response bodies
+/// (`Chunked::lenient`) are read as before: bare LFs accepted, extensions and trailers skipped
+/// unchecked.
 #[derive(Debug, Default)]
 struct Chunked {
     state: ChunkState,
     size: u64,
     digits: u8,
+    /// Bytes of the current chunk's extensions, or of the trailer section.
     meta: usize,
+    /// Bytes of the current trailer line (lenient decoding).
     line: usize,
+    /// Bare LFs accepted, extensions and trailers not checked (response bodies).
+    lenient: bool,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 enum ChunkState {
     #[default]
     Size,
+    /// Lenient: the rest of a chunk-size line, skipped.
     Ext,
+    /// Whitespace after the size or an extension: a `;` must follow.
+    ExtWs,
+    /// After a `;`: whitespace, then an extension name.
+    ExtNameStart,
+    ExtName,
+    /// Whitespace after an extension name: `=` or `;` must follow.
+    ExtNameWs,
+    /// After `=`: whitespace, then a token or a quoted string.
+    ExtValueStart,
+    ExtToken,
+    ExtQuoted,
+    /// After a backslash in a quoted string.
+    ExtQuotedPair,
+    /// After the closing quote of a quoted string.
+    ExtQuotedEnd,
     SizeLf,
     Data(u64),
     DataCr,
     DataLf,
+    /// Lenient: the trailer section, skipped.
     Trailer,
+    /// The start of a trailer line, or of the CRLF ending the body.
+    TrailerLine,
+    TrailerName,
+    TrailerValue,
+    TrailerLf,
+    /// The LF ending the body.
+    EndLf,
     Done,
 }
 
@@ -1179,7 +1242,26 @@ enum ChunkState {
 #[derive(Debug)]
 struct BadChunk;
 
+/// A `tchar` of RFC 9110 5.6.2 (the bytes of a token: header names, extension names).
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// HTAB, SP, a visible character or obs-text: what a field value or a quoted string may hold
+/// (no control character).
+fn is_text(b: u8) -> bool {
+    b == b'\t' || (b >= b' ' && b != 0x7f)
+}
+
 impl Chunked {
+    /// A decoder for response bodies: bare LFs accepted, extensions and trailers skipped.
+    fn lenient() -> Self {
+        Chunked {
+            lenient: true,
+            ..Chunked::default()
+        }
+    }
+
     /// Feeds `input`; data bytes go to `on_data`. Returns how many bytes were consumed (the
     /// body ends there once `done()`).
     fn feed(&mut self, input: &[u8], mut on_data: impl FnMut(&[u8])) -> Result<usize, BadChunk> {
@@ -1207,19 +1289,18 @@ impl Chunked {
                         }
                         self.size = self.size * 16 + (b as char).to_digit(16).unwrap_or(0) as u64;
                     }
-                    b';' | b' ' | b'\t' if self.digits > 0 => self.state = ChunkState::Ext,
                     b'\r' if self.digits > 0 => self.state = ChunkState::SizeLf,
-                    b'\n' if self.digits > 0 => self.end_size_line(),
+                    b';' | b' ' | b'\t' if self.digits > 0 && self.lenient => {
+                        self.state = ChunkState::Ext
+                    }
+                    b'\n' if self.digits > 0 && self.lenient => self.end_size_line(),
+                    b';' if self.digits > 0 => self.state = ChunkState::ExtNameStart,
+                    b' ' | b'\t' if self.digits > 0 => self.state = ChunkState::ExtWs,
                     _ => return Err(BadChunk),
                 },
                 ChunkState::Ext => match b {
                     b'\n' => self.end_size_line(),
-                    _ => {
-                        self.meta += 1;
-                        if self.meta > MAX_CHUNK_META {
-                            return Err(BadChunk);
-                        }
-                    }
+                    _ => self.count_meta()?,
                 },
                 ChunkState::SizeLf => match b {
                     b'\n' => self.end_size_line(),
@@ -1227,7 +1308,7 @@ impl Chunked {
                 },
                 ChunkState::DataCr => match b {
                     b'\r' => self.state = ChunkState::DataLf,
-                    b'\n' => self.next_chunk(),
+                    b'\n' if self.lenient => self.next_chunk(),
                     _ => return Err(BadChunk),
                 },
                 ChunkState::DataLf => match b {
@@ -1235,10 +1316,7 @@ impl Chunked {
                     _ => return Err(BadChunk),
                 },
                 ChunkState::Trailer => {
-                    self.meta += 1;
-                    if self.meta > MAX_CHUNK_META {
-                        return Err(BadChunk);
-                    }
+                    self.count_meta()?;
                     match b {
                         b'\n' if self.line == 0 => {
                             self.state = ChunkState::Done;
@@ -1247,6 +1325,13 @@ impl Chunked {
                         b'\n' => self.line = 0,
                         b'\r' => {}
                         _ => self.line += 1,
+                    }
+                }
+                state => {
+                    self.count_meta()?;
+                    self.state = strict_step(state, b)?;
+                    if self.state == ChunkState::Done {
+                        return Ok(i + 1);
                     }
                 }
             }
@@ -1259,13 +1344,24 @@ impl Chunked {
         self.state == ChunkState::Done
     }
 
-    fn end_size_line(&mut self) {
-        if self.size == 0 {
-            self.line = 0;
-            self.state = ChunkState::Trailer;
-        } else {
-            self.state = ChunkState::Data(self.size);
+    /// Counts a byte of extensions or trailers against `MAX_CHUNK_META`.
+    fn count_meta(&mut self) -> Result<(), BadChunk> {
+        self.meta += 1;
+        if self.meta > MAX_CHUNK_META {
+            return Err(BadChunk);
         }
+        Ok(())
+    }
+
+    fn end_size_line(&mut self) {
+        self.state = if self.size > 0 {
+            ChunkState::Data(self.size)
+        } else if self.lenient {
+            self.line = 0;
+            ChunkState::Trailer
+        } else {
+            ChunkState::TrailerLine
+        };
     }
 
     fn next_chunk(&mut self) {
@@ -1274,6 +1370,35 @@ impl Chunked {
         self.digits = 0;
         self.state = ChunkState::Size;
     }
+}
+
+/// The next state after byte `b` of a chunk extension or of the trailer section, checked
+/// against RFC 9112 7.1 (`chunk-ext`, `trailer-section`).
+fn strict_step(state: ChunkState, b: u8) -> Result<ChunkState, BadChunk> {
+    use ChunkState::*;
+    Ok(match (state, b) {
+        (ExtWs | ExtNameStart, b' ' | b'\t') => state,
+        (ExtWs | ExtName | ExtNameWs | ExtToken | ExtQuotedEnd, b';') => ExtNameStart,
+        (ExtNameStart | ExtName, _) if is_tchar(b) => ExtName,
+        (ExtName | ExtNameWs, b' ' | b'\t') => ExtNameWs,
+        (ExtName | ExtNameWs, b'=') => ExtValueStart,
+        (ExtValueStart, b' ' | b'\t') => ExtValueStart,
+        (ExtValueStart, b'"') => ExtQuoted,
+        (ExtValueStart | ExtToken, _) if is_tchar(b) => ExtToken,
+        (ExtToken | ExtQuotedEnd, b' ' | b'\t') => ExtWs,
+        (ExtName | ExtToken | ExtQuotedEnd, b'\r') => SizeLf,
+        (ExtQuoted, b'"') => ExtQuotedEnd,
+        (ExtQuoted, b'\\') => ExtQuotedPair,
+        (ExtQuoted | ExtQuotedPair, _) if is_text(b) => ExtQuoted,
+        (TrailerLine, b'\r') => EndLf,
+        (TrailerLine | TrailerName, _) if is_tchar(b) => TrailerName,
+        (TrailerName, b':') => TrailerValue,
+        (TrailerValue, b'\r') => TrailerLf,
+        (TrailerValue, _) if is_text(b) => TrailerValue,
+        (TrailerLf, b'\n') => TrailerLine,
+        (EndLf, b'\n') => Done,
+        _ => return Err(BadChunk),
+    })
 }
 
 /// The state of a request body on its way upstream.
@@ -1807,7 +1932,7 @@ async fn relay_body(
     idle: Duration,
 ) -> Relayed {
     let mut sent = 0u64;
-    let mut dec = Chunked::default();
+    let mut dec = Chunked::lenient();
     let mut left = match framing {
         Framing::Length(n) => n,
         _ => 0,
@@ -2069,8 +2194,7 @@ async fn copy_marking(
 mod tests {
     use super::*;
 
-    fn decode(parts: &[&[u8]]) -> Result<(Vec<u8>, usize, bool), BadChunk> {
-        let mut d = Chunked::default();
+    fn decode_with(mut d: Chunked, parts: &[&[u8]]) -> Result<(Vec<u8>, usize, bool), BadChunk> {
         let mut data = Vec::new();
         let mut used = 0;
         for p in parts {
@@ -2082,9 +2206,20 @@ mod tests {
         Ok((data, used, d.done()))
     }
 
+    /// Decodes a request body (strict).
+    fn decode(parts: &[&[u8]]) -> Result<(Vec<u8>, usize, bool), BadChunk> {
+        decode_with(Chunked::default(), parts)
+    }
+
+    /// Decodes a request body fed one byte at a time.
+    fn decode_bytewise(msg: &[u8]) -> Result<(Vec<u8>, usize, bool), BadChunk> {
+        let parts: Vec<&[u8]> = msg.chunks(1).collect();
+        decode(&parts)
+    }
+
     #[test]
     fn chunked_bodies_decode_split_anywhere() {
-        let msg: &[u8] = b"5;x=y\r\nhello\r\n10\r\n0123456789abcdef\r\n3\nabc\n0\r\nX-T: 1\r\n\r\nGET / HTTP/1.1\r\n";
+        let msg: &[u8] = b"5;x=y\r\nhello\r\n10 ; a ; b = \"q\\\"x\" ;c=d\r\n0123456789abcdef\r\n3\r\nabc\r\n0;last\r\nX-T: 1\r\nEmpty:\r\nTab:\tv a l\t\r\n\r\nGET / HTTP/1.1\r\n";
         let body_len = msg.len() - b"GET / HTTP/1.1\r\n".len();
         for split in 0..msg.len() {
             let (data, used, done) = decode(&[&msg[..split], &msg[split..]]).unwrap();
@@ -2095,6 +2230,30 @@ mod tests {
                 "split at {split}: the next request is left alone"
             );
         }
+        let (data, used, done) = decode_bytewise(msg).unwrap();
+        assert!(done);
+        assert_eq!(
+            (data.as_slice(), used),
+            (&b"hello0123456789abcdefabc"[..], body_len)
+        );
+    }
+
+    #[test]
+    fn response_bodies_are_decoded_leniently() {
+        let msg: &[u8] =
+            b"5;x=y\r\nhello\r\n10 junk\r\n0123456789abcdef\r\n3\nabc\n0\r\nX-T 1\r\n\r\nnext";
+        let body_len = msg.len() - b"next".len();
+        for split in 0..msg.len() {
+            let (data, used, done) =
+                decode_with(Chunked::lenient(), &[&msg[..split], &msg[split..]]).unwrap();
+            assert!(done, "split at {split}");
+            assert_eq!(data, b"hello0123456789abcdefabc", "split at {split}");
+            assert_eq!(used, body_len, "split at {split}");
+        }
+        assert!(
+            decode(&[msg]).is_err(),
+            "a request body is held to RFC 9112"
+        );
     }
 
     #[test]
@@ -2105,12 +2264,106 @@ mod tests {
             b"5\r\nhelloXX",
             b"5\rX",
             b"1111111111111111\r\n",
+            // Bare LFs.
+            b"5\nhello\r\n0\r\n\r\n",
+            b"5\r\nhello\n0\r\n\r\n",
+            b"5;a=b\nhello\r\n0\r\n\r\n",
+            b"0\n\r\n",
+            b"0\r\n\n",
+            b"0\r\nX-T: 1\n\r\n",
+            b"0\r\nX-T: 1\r\n\n",
+            // Control characters in extensions.
+            b"5;a\x00\r\nhello\r\n0\r\n\r\n",
+            b"5;a=b\x01\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"b\x7f\"\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"b\rc\"\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"b\\\x00\"\r\nhello\r\n0\r\n\r\n",
+            b"5;a\rb\r\nhello\r\n0\r\n\r\n",
+            // Junk after the size that is not an extension.
+            b"5 junk\r\nhello\r\n0\r\n\r\n",
+            b"5 \r\nhello\r\n0\r\n\r\n",
+            b"5;\r\nhello\r\n0\r\n\r\n",
+            b"5;=b\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\r\nhello\r\n0\r\n\r\n",
+            b"5;a b\r\nhello\r\n0\r\n\r\n",
+            b"5;a=b c\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"b\"c\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"unterminated\r\nhello\r\n0\r\n\r\n",
+            b"5;a=b;\r\nhello\r\n0\r\n\r\n",
+            b"5;a@b\r\nhello\r\n0\r\n\r\n",
+            b"0 x\r\n\r\n",
+            // Malformed trailer lines.
+            b"0\r\nNoColon\r\n\r\n",
+            b"0\r\n: empty name\r\n\r\n",
+            b"0\r\nBad Name: x\r\n\r\n",
+            b"0\r\n folded: x\r\n\r\n",
+            b"0\r\nX-T: 1\r\n continued\r\n\r\n",
+            b"0\r\nX(T): 1\r\n\r\n",
+            b"0\r\nX-T: a\x00b\r\n\r\n",
+            b"0\r\nX-T: a\rb\r\n\r\n",
+            b"0\r\n\rX",
         ] {
-            assert!(
-                decode(&[bad]).is_err(),
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
+            let shown = String::from_utf8_lossy(bad);
+            assert!(decode(&[bad]).is_err(), "{shown:?}");
+            assert!(decode_bytewise(bad).is_err(), "byte by byte: {shown:?}");
+        }
+    }
+
+    #[test]
+    fn long_chunk_extensions_and_trailers_are_refused() {
+        let mut ext = b"1;a=".to_vec();
+        ext.resize(MAX_CHUNK_META + 8, b'x');
+        ext.extend_from_slice(b"\r\nx\r\n0\r\n\r\n");
+        assert!(decode(&[&ext]).is_err());
+        let mut trailer = b"0\r\nX-T: ".to_vec();
+        trailer.resize(MAX_CHUNK_META + 8, b'x');
+        trailer.extend_from_slice(b"\r\n\r\n");
+        assert!(decode(&[&trailer]).is_err());
+    }
+
+    #[test]
+    fn framing_and_client_address_header_names() {
+        for name in [
+            "Content-Length",
+            "content_length",
+            "Content_Length",
+            "Transfer-Encoding",
+            "TRANSFER_ENCODING",
+            "Transfer_encoding",
+        ] {
+            assert!(framing_header(name), "{name}");
+        }
+        for name in ["Content-Type", "Content_Lengths", "Sec-Fetch-Mode", "te"] {
+            assert!(!framing_header(name), "{name}");
+        }
+        for name in [
+            "X-Real-IP",
+            "x_real_ip",
+            "True-Client-IP",
+            "X-Client-IP",
+            "X_Client_IP",
+            "Client-IP",
+            "client_ip",
+            "CF-Connecting-IP",
+            "Cf_Connecting_Ip",
+            "Fastly-Client-IP",
+            "X-Cluster-Client-IP",
+            "X_CLUSTER_CLIENT_IP",
+            "X-Forwarded",
+            "x_forwarded",
+        ] {
+            assert!(client_address_header(name), "{name}");
+        }
+        for name in [
+            "X-Forwarded-For",
+            "X-Forwardedx",
+            "X-Client-IPs",
+            "Client-IP-Hint",
+            "Sec-Fetch-Mode",
+            "User-Agent",
+            "Host",
+        ] {
+            assert!(!client_address_header(name), "{name}");
         }
     }
 

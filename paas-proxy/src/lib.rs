@@ -23,7 +23,14 @@
 //!   connections in flight to removed endpoints, so processes are stopped only once idle.
 //! - `X-Forwarded-For`, `-Proto`, `-Host` and `-Port` are set by the proxy, replacing the
 //!   client's, except from the networks in [`ProxySettings::trusted_proxies`] (a load balancer
-//!   in front), whose values are passed on.
+//!   in front), whose values are passed on. Other client-address headers (`X-Real-IP`,
+//!   `True-Client-IP`, `X-Client-IP`, `Client-IP`, `CF-Connecting-IP`, `Fastly-Client-IP`,
+//!   `X-Cluster-Client-IP`, `X-Forwarded`) reach the app only from those networks; underscore
+//!   spellings of the framing headers (`Content_Length`, `Transfer_Encoding`) never do.
+//! - Request framing is checked strictly: ambiguous or invalid `Content-Length` /
+//!   `Transfer-Encoding`, and chunked bodies that do not follow RFC 9112 7.1 (bare LFs, control
+//!   characters or junk in chunk extensions, malformed trailers), get 400 and the connection is
+//!   closed.
 //! - Access lines go to `tracing` (target `paas_proxy::access`) and, with
 //!   [`ProxyRouter::with_access_log`], into a [`paas_core::LogSink`] as the app's `router`
 //!   lines.

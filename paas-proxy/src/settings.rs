@@ -283,7 +283,10 @@ pub struct ProxySettings {
     /// `X-Forwarded-For` is kept and the peer's address appended, and its `X-Forwarded-Proto`
     /// (`http` or `https`), `-Host` and `-Port` are passed on when valid. From any other client
     /// these headers are replaced, as are invalid values from a trusted one. `Forwarded` is
-    /// always dropped. Default empty: no client is trusted.
+    /// always dropped. The other client-address headers (`X-Real-IP`, `True-Client-IP`,
+    /// `X-Client-IP`, `Client-IP`, `CF-Connecting-IP`, `Fastly-Client-IP`,
+    /// `X-Cluster-Client-IP`, `X-Forwarded`, also spelled with underscores) are passed on from
+    /// trusted clients only. Default empty: no client is trusted.
     pub trusted_proxies: Vec<IpNet>,
 }
 

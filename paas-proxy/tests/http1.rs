@@ -1,7 +1,8 @@
 //! HTTP/1 details of the data plane, against scripted loopback endpoints: interim responses,
-//! chunked request bodies re-encoded canonically, retries of idempotent requests whose pooled
-//! connection the app had closed, HTTP/1.0 clients, absolute-form targets, and responses
-//! delimited by the connection's end.
+//! chunked request bodies re-encoded canonically (and refused unless they follow RFC 9112 7.1
+//! strictly), client-address headers kept from the app, retries of idempotent requests whose
+//! pooled connection the app had closed, HTTP/1.0 clients, absolute-form targets, and
+//! responses delimited by the connection's end.
 
 mod common;
 
@@ -109,7 +110,7 @@ async fn chunked_request_bodies_reach_the_app_re_encoded() {
         .unwrap();
     let (out, _) = raw(
         p.addr,
-        b"POST /x HTTP/1.1\r\nHost: chunk.localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5;ext=\"1\"\r\nhello\r\n3\nabc\n0\r\nX-Trailer: t\r\n\r\n",
+        b"POST /x HTTP/1.1\r\nHost: chunk.localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5;ext=\"1\"\r\nhello\r\n3\r\nabc\r\n0\r\nX-Trailer: t\r\n\r\n",
     )
     .await;
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
@@ -886,4 +887,287 @@ async fn a_switch_to_a_protocol_the_client_did_not_ask_for_is_refused() {
     let (out, _) = raw(p.addr, req("/ws", "Upgrade").as_bytes()).await;
     assert!(out.starts_with("HTTP/1.1 101"), "{out}");
     assert!(out.ends_with("\r\n\r\nhello"), "{out}");
+}
+
+/// An endpoint that records the head of each request it reads (with the body, when chunked)
+/// and answers with what it recorded as the body. A connection closed before a whole head records
+/// nothing.
+async fn records_requests() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let log = seen.clone();
+    let addr = scripted(move |mut s, _| {
+        let log = log.clone();
+        async move {
+            loop {
+                let head = read_head(&mut s).await;
+                if !head.ends_with("\r\n\r\n") {
+                    return;
+                }
+                let body = if head.contains("transfer-encoding: chunked\r\n") {
+                    read_until(&mut s, "0\r\n\r\n").await
+                } else {
+                    String::new()
+                };
+                let request = format!("{head}{body}");
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{request}",
+                    request.len()
+                );
+                log.lock().unwrap().push(request);
+                if s.write_all(answer.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    (addr, seen)
+}
+
+/// Sends each of `bodies` as a chunked request body (head and body in one write); each must
+/// get 400 with the connection closed, and nothing of the request may reach the app. Then a
+/// valid body must get through (the app was reachable all along).
+async fn chunked_bodies_are_refused(app: &str, bodies: &[&[u8]]) {
+    let (addr, seen) = records_requests().await;
+    let p = Proxy::start(ProxySettings::default()).await;
+    p.router.set_route(route(app, &[], &[addr])).await.unwrap();
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: {app}.localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    for body in bodies {
+        let shown = String::from_utf8_lossy(body);
+        let mut req = head.clone().into_bytes();
+        req.extend_from_slice(body);
+        let (out, closed) = raw(p.addr, &req).await;
+        assert!(out.starts_with("HTTP/1.1 400"), "{shown:?}: {out}");
+        assert!(
+            out.contains("The chunked request body is malformed."),
+            "{shown:?}: {out}"
+        );
+        assert!(
+            out.to_ascii_lowercase().contains("connection: close\r\n"),
+            "{shown:?}: {out}"
+        );
+        assert!(closed, "{shown:?}: the connection is closed");
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        seen.lock().unwrap().as_slice(),
+        &[] as &[String],
+        "no request reached the app"
+    );
+    let mut req = head.replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n");
+    req.push_str("5\r\nhello\r\n0\r\n\r\n");
+    let (out, _) = raw(p.addr, req.as_bytes()).await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(
+        seen[0].ends_with("\r\n\r\n5\r\nhello\r\n0\r\n\r\n"),
+        "{seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn chunked_bodies_with_bare_line_feeds_are_refused() {
+    chunked_bodies_are_refused(
+        "barelf",
+        &[
+            b"5\nhello\r\n0\r\n\r\n",
+            b"5\r\nhello\n0\r\n\r\n",
+            b"3\nabc\n0\r\n\r\n",
+            b"5;ext=1\nhello\r\n0\r\n\r\n",
+            b"5\r\nhello\r\n0\n\r\n",
+            b"5\r\nhello\r\n0\r\n\n",
+            b"5\r\nhello\r\n0\r\nX-Trailer: t\n\r\n",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn chunked_bodies_with_control_characters_in_extensions_are_refused() {
+    chunked_bodies_are_refused(
+        "ctlext",
+        &[
+            b"5;a\x00b\r\nhello\r\n0\r\n\r\n",
+            b"5;a=b\x01\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"b\x0bc\"\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"b\x7f\"\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"b\rc\"\r\nhello\r\n0\r\n\r\n",
+            b"5;a=b\rc\r\nhello\r\n0\r\n\r\n",
+            b"5;a\x1b[31m\r\nhello\r\n0\r\n\r\n",
+            b"0;a=\x00\r\n\r\n",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn chunked_bodies_with_junk_after_the_size_are_refused() {
+    chunked_bodies_are_refused(
+        "junkext",
+        &[
+            b"5 junk\r\nhello\r\n0\r\n\r\n",
+            b"5 \r\nhello\r\n0\r\n\r\n",
+            b"5;\r\nhello\r\n0\r\n\r\n",
+            b"5;=v\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\r\nhello\r\n0\r\n\r\n",
+            b"5;a b\r\nhello\r\n0\r\n\r\n",
+            b"5;a=b c\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"b\"c\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"open\r\nhello\r\n0\r\n\r\n",
+            b"5;a@b\r\nhello\r\n0\r\n\r\n",
+            b"0 x\r\n\r\n",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn chunked_bodies_with_malformed_trailers_are_refused() {
+    chunked_bodies_are_refused(
+        "badtrailer",
+        &[
+            b"5\r\nhello\r\n0\r\nNoColon\r\n\r\n",
+            b"5\r\nhello\r\n0\r\n: no name\r\n\r\n",
+            b"5\r\nhello\r\n0\r\nBad Name: x\r\n\r\n",
+            b"5\r\nhello\r\n0\r\nX(T): x\r\n\r\n",
+            b"5\r\nhello\r\n0\r\n folded: x\r\n\r\n",
+            b"5\r\nhello\r\n0\r\nX-T: 1\r\n continued\r\n\r\n",
+            b"5\r\nhello\r\n0\r\nX-T: a\x00b\r\n\r\n",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn valid_chunk_extensions_and_trailers_are_accepted() {
+    let (addr, seen) = records_requests().await;
+    let p = Proxy::start(ProxySettings::default()).await;
+    p.router
+        .set_route(route("goodext", &[], &[addr]))
+        .await
+        .unwrap();
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    for (i, body) in [
+        &b"5;name\r\nhello\r\n0\r\n\r\n"[..],
+        b"5;a=b;c=\"d e\\\"f\"\r\nhello\r\n0\r\n\r\n",
+        b"5 ; a = b\t;\tc=\"\x80\"\r\nhello\r\n0;last=1\r\n\r\n",
+        b"5\r\nhello\r\n0\r\nX-Trailer: t\r\nEmpty:\r\nX-Tab:\tv a l \r\n\r\n",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut req =
+            b"POST /upload HTTP/1.1\r\nHost: goodext.localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
+                .to_vec();
+        req.extend_from_slice(body);
+        s.write_all(&req).await.unwrap();
+        let out = read_until(&mut s, "hello\r\n0\r\n\r\n").await;
+        assert!(
+            out.starts_with("HTTP/1.1 200"),
+            "{:?}: {out}",
+            String::from_utf8_lossy(body)
+        );
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), i + 1);
+        assert!(
+            seen[i].ends_with("\r\n\r\n5\r\nhello\r\n0\r\n\r\n"),
+            "canonical chunks, no extension, no trailer: {:?}",
+            seen[i]
+        );
+    }
+}
+
+/// The header names of a recorded request head, lowercase, with `_` folded into `-` (as some
+/// app servers do).
+fn folded_names(head: &str) -> Vec<String> {
+    head.lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, _)| n.to_ascii_lowercase().replace('_', "-"))
+        .collect()
+}
+
+const CLIENT_ADDRESS_HEADERS: &str = "X-Client-IP: 6.6.6.1\r\nClient-IP: 6.6.6.2\r\nCF-Connecting-IP: 6.6.6.3\r\nFastly-Client-IP: 6.6.6.4\r\nX-Cluster-Client-IP: 6.6.6.5\r\nX-Forwarded: for=6.6.6.6\r\n";
+
+const UNDERSCORE_HEADERS: &str = "x_client_ip: 6.6.6.7\r\nCLIENT_IP: 6.6.6.8\r\nCf_Connecting_Ip: 6.6.6.9\r\nFastly_Client_IP: 6.6.6.10\r\nX_Cluster_Client_IP: 6.6.6.11\r\nX_Forwarded: for=6.6.6.12\r\nX_Forwarded_For: 6.6.6.13\r\nX_Forwarded_Host: evil.example\r\nX_Real_IP: 6.6.6.14\r\nTrue_Client_IP: 6.6.6.15\r\nX-Real_IP: 6.6.6.16\r\n";
+
+const FRAMING_ALIASES: &str = "Content_Length: 0\r\ncontent_length: 99\r\nTransfer_Encoding: chunked\r\nTRANSFER_ENCODING: identity\r\n";
+
+#[tokio::test]
+async fn client_address_headers_and_framing_aliases_from_untrusted_clients_never_reach_the_app() {
+    let (addr, seen) = records_requests().await;
+    let p = Proxy::start(ProxySettings::default()).await;
+    p.router
+        .set_route(route("addrs", &[], &[addr]))
+        .await
+        .unwrap();
+    let req = format!(
+        "POST /h HTTP/1.1\r\nHost: addrs.localhost\r\n{CLIENT_ADDRESS_HEADERS}x-client-ip: 6.6.6.17\r\nX-Kept: yes\r\n{UNDERSCORE_HEADERS}{FRAMING_ALIASES}X_Kept_Too: yes\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc"
+    );
+    let (out, _) = raw(p.addr, req.as_bytes()).await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let head = &seen[0];
+    assert!(!head.contains("6.6.6."), "{head}");
+    assert!(!head.contains("evil.example"), "{head}");
+    let names = folded_names(head);
+    for dropped in [
+        "x-client-ip",
+        "client-ip",
+        "cf-connecting-ip",
+        "fastly-client-ip",
+        "x-cluster-client-ip",
+        "x-forwarded",
+        "x-real-ip",
+        "true-client-ip",
+    ] {
+        assert!(!names.iter().any(|n| n == dropped), "{dropped}: {head}");
+    }
+    assert_eq!(
+        names.iter().filter(|n| *n == "content-length").count(),
+        1,
+        "only the proxy's own Content-Length: {head}"
+    );
+    assert!(!names.iter().any(|n| n == "transfer-encoding"), "{head}");
+    assert!(head.contains("\r\ncontent-length: 3\r\n"), "{head}");
+    assert!(
+        head.contains("\r\nx-forwarded-for: 127.0.0.1\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("\r\nX-Kept: yes\r\n"), "{head}");
+    assert!(head.contains("\r\nX_Kept_Too: yes\r\n"), "{head}");
+}
+
+#[tokio::test]
+async fn a_trusted_proxy_keeps_client_address_headers_but_not_framing_aliases() {
+    let (addr, seen) = records_requests().await;
+    let mut settings = ProxySettings::default();
+    settings.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    let p = Proxy::start(settings).await;
+    p.router
+        .set_route(route("trustedaddrs", &[], &[addr]))
+        .await
+        .unwrap();
+    let req = format!(
+        "GET /h HTTP/1.1\r\nHost: trustedaddrs.localhost\r\n{CLIENT_ADDRESS_HEADERS}{FRAMING_ALIASES}Connection: close\r\n\r\n"
+    );
+    let (out, _) = raw(p.addr, req.as_bytes()).await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let head = &seen[0];
+    for kept in CLIENT_ADDRESS_HEADERS.split_terminator("\r\n") {
+        assert!(head.contains(&format!("\r\n{kept}\r\n")), "{kept}: {head}");
+    }
+    let names = folded_names(head);
+    assert!(
+        !names
+            .iter()
+            .any(|n| n == "content-length" || n == "transfer-encoding"),
+        "{head}"
+    );
 }
