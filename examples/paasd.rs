@@ -73,6 +73,11 @@ struct Args {
     /// A directory of classic buildpacks (each a directory with bin/detect and bin/compile).
     #[arg(long)]
     buildpacks: Option<PathBuf>,
+    /// Let apps' BUILDPACK_URL name local paths, file:// URLs and private or loopback hosts
+    /// (off: only https/http/git URLs of public hosts, so an app cannot clone another app's
+    /// repository or reach loopback-only services).
+    #[arg(long)]
+    allow_local_buildpack_urls: bool,
     /// Identifies this platform's containers on a shared engine.
     #[arg(long, default_value = "paasd")]
     platform_id: String,
@@ -161,6 +166,7 @@ async fn run(args: Args) -> paas::core::Result<()> {
     builder_settings.stack_image = stack_image.clone();
     builder_settings.buildpacks_dir = args.buildpacks.clone();
     builder_settings.platform_id = args.platform_id.clone();
+    builder_settings.allow_local_buildpack_urls = args.allow_local_buildpack_urls;
     let builder = DockerBuilder::new(docker.clone(), builder_settings)?;
     let store = SqliteReleaseStore::open(data.join("paas.db")).await?;
     let scheduler = DockerScheduler::new(

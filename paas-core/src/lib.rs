@@ -55,7 +55,7 @@ pub use compose::PlatformComposer;
 pub use error::{Error, ErrorBody, ErrorKind, Result};
 pub use model::*;
 pub use platform::{
-    AppStatus, DeployRequest, DeploySource, Platform, PlatformSettings, Progress,
+    AppStatus, DeployRequest, DeploySource, Platform, PlatformSettings, Progress, BUILD_LOG_LINES,
     HEALTHCHECK_PATH_VAR,
 };
 pub use traits::*;

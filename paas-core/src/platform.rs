@@ -27,6 +27,10 @@ use crate::traits::{
     Router, RunHandle, RunRequest, Scheduler, SourceStore, StartRequest, StopRequest,
 };
 
+/// At most this many lines of one build's output go to the app's log (the user who deploys
+/// sees all of them).
+pub const BUILD_LOG_LINES: usize = 2000;
+
 /// Where an operation's progress lines go (shown to the user: CLI output, `remote:` lines).
 pub type Progress = OutputSender;
 
@@ -523,9 +527,22 @@ impl Platform {
             let app = app.clone();
             let progress = progress.clone();
             tokio::spawn(async move {
+                // The user sees every line; the app's log keeps the first
+                // BUILD_LOG_LINES (a build that prints without end must not flood it).
+                let mut logged = 0usize;
+                let mut dropped = 0usize;
                 while let Some(line) = rx.recv().await {
                     progress.line(&line);
-                    me.log(&app, "build", &line).await;
+                    if logged < BUILD_LOG_LINES {
+                        logged += 1;
+                        me.log(&app, "build", &line).await;
+                    } else {
+                        dropped += 1;
+                    }
+                }
+                if dropped > 0 {
+                    let note = format!("({dropped} more lines of build output were not logged)");
+                    me.log(&app, "build", note).await;
                 }
             })
         };

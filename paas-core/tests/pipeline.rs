@@ -938,3 +938,54 @@ async fn an_app_names_its_own_health_check_path_in_config() {
         .unwrap();
     assert_eq!(web_checks(&scheduler).last(), Some(&HealthCheck::Tcp));
 }
+
+/// A builder whose build prints without end (well, 5,000 lines).
+#[derive(Debug)]
+struct ChattyBuilder(MemoryBuilder);
+
+#[async_trait]
+impl Builder for ChattyBuilder {
+    async fn build(&self, req: BuildRequest) -> Result<Build> {
+        for i in 0..5000 {
+            req.output.line(format!("compiling unit {i}"));
+        }
+        self.0.build(req).await
+    }
+}
+
+#[tokio::test]
+async fn build_output_in_the_app_log_is_capped() {
+    let env = env_with_builder(Arc::new(ChattyBuilder(MemoryBuilder::new())));
+    let a = app("chatty");
+    env.platform.create_app(&a).await.unwrap();
+    push(&env, &a, "web: ./server\n").await;
+    let mut followed = env.logs.follow(&a).await.unwrap();
+    let (progress, mut rx) = Progress::channel();
+    let source = DeploySource::Ref("main".into());
+    env.platform
+        .deploy(DeployRequest::new(a.clone(), source).with_progress(progress))
+        .await
+        .unwrap();
+    let mut shown = 0;
+    while let Ok(l) = rx.try_recv() {
+        shown += usize::from(l.starts_with("compiling unit"));
+    }
+    assert_eq!(shown, 5000, "the deploying user sees every line");
+    let mut logged = Vec::new();
+    while let Ok(Some(l)) = tokio::time::timeout(Duration::from_millis(200), followed.next()).await
+    {
+        logged.push(l);
+    }
+    let build_lines = logged
+        .iter()
+        .filter(|l| l.source == LogSource::Platform("build".into()))
+        .filter(|l| !l.text.contains("were not logged"))
+        .count();
+    assert_eq!(build_lines, BUILD_LOG_LINES);
+    assert!(
+        logged.iter().any(|l| l
+            .text
+            .contains("more lines of build output were not logged")),
+        "the log says lines were left out"
+    );
+}

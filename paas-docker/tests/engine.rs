@@ -328,8 +328,26 @@ async fn buildpack_url_from_local_git_repository() {
     git(&["commit", "-q", "-m", "buildpack"]);
     let src = tempfile::tempdir().unwrap();
     write(src.path(), "hello.txt", "hi\n");
-    // No buildpacks_dir: the buildpack only comes from BUILDPACK_URL.
-    let b = builder(&docker, None);
+    // No buildpacks_dir: the buildpack only comes from BUILDPACK_URL, a local one here, which
+    // the operator must allow (an app may not name local paths by default).
+    let refused = builder(&docker, None)
+        .build(
+            BuildRequest::new(app.clone(), BuildId::new("u8").unwrap(), src.path()).with_config(
+                config(&[(
+                    "BUILDPACK_URL",
+                    &format!("file://{}", repo.path().display()),
+                )]),
+            ),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::BuildFailed, "{refused}");
+    assert!(refused.message().contains("not allowed"), "{refused}");
+    let mut s = DockerBuilderSettings::default();
+    s.image_prefix = PREFIX.into();
+    s.build_timeout = Duration::from_secs(120);
+    s.allow_local_buildpack_urls = true;
+    let b = DockerBuilder::new(docker.clone(), s).unwrap();
     for (i, url) in [
         format!("file://{}", repo.path().display()),
         repo.path().display().to_string(),

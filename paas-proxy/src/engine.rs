@@ -359,6 +359,7 @@ impl std::fmt::Write for Out<'_> {
     }
 }
 
+const BAD_ASTERISK: &str = "<!doctype html><title>Bad request</title><h1>Bad request</h1><p>The request target * is for OPTIONS only.</p>\n";
 const NOT_ALLOWED: &str = "<!doctype html><title>Method not allowed</title><h1>Method not allowed</h1><p>CONNECT is not supported.</p>\n";
 const NOT_FOUND: &str = "<!doctype html><title>No such app</title><h1>No such app</h1><p>No app is routed at this hostname.</p>\n";
 const UNAVAILABLE: &str = "<!doctype html><title>Application unavailable</title><h1>Application unavailable</h1><p>The app has no healthy process right now. Try again shortly.</p>\n";
@@ -668,6 +669,10 @@ fn prepare(shared: &Shared, client: &Client, data: &[u8], started: Instant) -> P
         return refuse(400, "Bad Request", BAD_CODING);
     }
 
+    // `*` (asterisk-form) exists for OPTIONS only (RFC 9112 3.2.4).
+    if target == "*" && method != "OPTIONS" {
+        return refuse(400, "Bad Request", BAD_ASTERISK);
+    }
     // The request target: origin-form, `*`, or absolute-form (whose authority is the host).
     let (path, authority) = if target.starts_with('/') || target == "*" {
         (target, None)

@@ -1171,3 +1171,28 @@ async fn a_trusted_proxy_keeps_client_address_headers_but_not_framing_aliases() 
         "{head}"
     );
 }
+
+#[tokio::test]
+async fn the_asterisk_target_is_for_options_only() {
+    let (addr, seen) = records_requests().await;
+    let p = Proxy::start(ProxySettings::default()).await;
+    p.router
+        .set_route(route("star", &[], &[addr]))
+        .await
+        .unwrap();
+    for method in ["GET", "POST", "DELETE", "HEAD"] {
+        let req =
+            format!("{method} * HTTP/1.1\r\nHost: star.localhost\r\nConnection: close\r\n\r\n");
+        let (out, _) = raw(p.addr, req.as_bytes()).await;
+        assert!(out.starts_with("HTTP/1.1 400"), "{method} *: {out}");
+    }
+    assert!(seen.lock().unwrap().is_empty(), "nothing reached the app");
+    let (out, _) = raw(
+        p.addr,
+        b"OPTIONS * HTTP/1.1\r\nHost: star.localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let seen = seen.lock().unwrap();
+    assert!(seen[0].starts_with("OPTIONS * HTTP/1.1\r\n"), "{seen:?}");
+}
