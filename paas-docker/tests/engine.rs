@@ -938,18 +938,33 @@ async fn two_platforms_never_prune_each_others_images() {
         DockerBuilder::new(docker.clone(), s).unwrap()
     };
     let (a, b) = (of("plat-a"), of("plat-b"));
-    let mut images = Vec::new();
-    for builder in [&a, &b] {
-        let build = builder
-            .from_image(ImageRequest::new(
-                app.clone(),
-                BuildId::new("one").unwrap(),
-                paas_docker::stack::DEFAULT_STACK_IMAGE,
-            ))
-            .await
-            .unwrap();
-        images.push(build.artifact.image);
-    }
+    // An image no container uses (the stack image itself is in use by other tests).
+    let src = tempfile::tempdir().unwrap();
+    write(
+        src.path(),
+        "Dockerfile",
+        &format!(
+            "FROM {}\nLABEL twin={app}\nCMD [\"true\"]\n",
+            paas_docker::stack::DEFAULT_STACK_IMAGE
+        ),
+    );
+    let built = a
+        .build(BuildRequest::new(
+            app.clone(),
+            BuildId::new("one").unwrap(),
+            src.path(),
+        ))
+        .await
+        .unwrap();
+    let other = b
+        .from_image(ImageRequest::new(
+            app.clone(),
+            BuildId::new("one").unwrap(),
+            built.artifact.image.clone(),
+        ))
+        .await
+        .unwrap();
+    let images = [built.artifact.image, other.artifact.image];
     assert_ne!(images[0], images[1], "each platform names its own images");
     a.prune(PruneRequest::new(app.clone(), vec![]))
         .await

@@ -20,12 +20,13 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body::{Body, Frame};
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited, StreamBody};
+use http_body_util::{BodyExt, Full, StreamBody};
 use paas_core::{Action, AppName, AuthRequest, Authorizer, Credentials, ErrorKind};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+use crate::body::{ReadError, RequestBody};
 use crate::hook::PushHook;
 use crate::pktline;
 use crate::store::GitSourceStore;
@@ -410,7 +411,7 @@ impl GitHttpService {
                     );
                 }
                 let (parts, body) = req.into_parts();
-                let body = match inner.read_body(&parts.headers, body).await {
+                let body = match inner.read_body(&parts.headers, body, service).await {
                     Ok(b) => b,
                     Err(BodyError::TooLarge) => {
                         return text(
@@ -431,7 +432,25 @@ impl GitHttpService {
                     Err(BodyError::Unreadable(why)) => return text(StatusCode::BAD_REQUEST, why),
                 };
                 match service {
-                    GitService::Upload => inner.upload_pack(&path, body, protocol).await,
+                    GitService::Upload => {
+                        // Held to the small limit: whole in memory is fine.
+                        let bytes = match body {
+                            RequestBody::Memory(b) => b,
+                            spooled => {
+                                let len = spooled.len() as usize;
+                                match spooled.prefix(len) {
+                                    Ok(b) => b,
+                                    Err(e) => {
+                                        return text(
+                                            StatusCode::INTERNAL_SERVER_ERROR,
+                                            format!("reading the request failed: {e}"),
+                                        )
+                                    }
+                                }
+                            }
+                        };
+                        inner.upload_pack(&path, bytes, protocol).await
+                    }
                     GitService::Receive => Arc::clone(inner).receive_pack(app, path, body).await,
                 }
             }
@@ -477,7 +496,7 @@ impl ServiceInner {
         service: GitService,
         path: &Path,
         protocol: Option<&str>,
-        body: Bytes,
+        body: RequestBody,
     ) -> std::io::Result<(
         tokio::process::Child,
         tokio::process::ChildStdout,
@@ -496,8 +515,31 @@ impl ServiceInner {
             })?;
         let stdin = child.stdin.take();
         tokio::spawn(async move {
-            if let Some(mut stdin) = stdin {
-                let _ = stdin.write_all(&body).await;
+            let Some(mut stdin) = stdin else { return };
+            match body {
+                RequestBody::Memory(b) => {
+                    let _ = stdin.write_all(&b).await;
+                }
+                spooled => {
+                    // From the spool file in chunks, read on the blocking pool.
+                    let (tx, mut rx) = mpsc::channel::<Bytes>(4);
+                    tokio::task::spawn_blocking(move || {
+                        let Ok(mut r) = spooled.reader() else { return };
+                        let mut buf = vec![0u8; 256 * 1024];
+                        while let Ok(n) = r.read(&mut buf) {
+                            if n == 0
+                                || tx.blocking_send(Bytes::copy_from_slice(&buf[..n])).is_err()
+                            {
+                                return;
+                            }
+                        }
+                    });
+                    while let Some(chunk) = rx.recv().await {
+                        if stdin.write_all(&chunk).await.is_err() {
+                            return;
+                        }
+                    }
+                }
             }
         });
         let stderr = drain_stderr(child.stderr.take());
@@ -508,12 +550,23 @@ impl ServiceInner {
         Ok((child, stdout, stderr))
     }
 
-    async fn read_body<B>(&self, headers: &HeaderMap, body: B) -> Result<Bytes, BodyError>
+    /// Reads a request body: refused past its limit before more is buffered, spooled to disk
+    /// when large. Gzip bodies (git sends them for fetch negotiations only) and upload-pack
+    /// bodies are held to [`GitHttpSettings::max_gzip_decoded_bytes`], decoded.
+    async fn read_body<B>(
+        &self,
+        headers: &HeaderMap,
+        body: B,
+        service: GitService,
+    ) -> Result<RequestBody, BodyError>
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        let limit = self.settings.max_body_bytes;
+        let small = self
+            .settings
+            .max_gzip_decoded_bytes
+            .min(self.settings.max_body_bytes);
         let gzip = match headers
             .get(header::CONTENT_ENCODING)
             .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
@@ -522,6 +575,11 @@ impl ServiceInner {
             None | Some("identity") | Some("") => false,
             Some("gzip") | Some("x-gzip") => true,
             Some(_) => return Err(BodyError::UnsupportedEncoding),
+        };
+        let limit = if gzip || service == GitService::Upload {
+            small
+        } else {
+            self.settings.max_body_bytes
         };
         if let Some(len) = headers
             .get(header::CONTENT_LENGTH)
@@ -532,27 +590,23 @@ impl ServiceInner {
                 return Err(BodyError::TooLarge);
             }
         }
-        let raw = match Limited::new(body, limit).collect().await {
-            Ok(c) => c.to_bytes(),
-            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-                return Err(BodyError::TooLarge)
-            }
-            Err(e) => {
-                return Err(BodyError::Unreadable(format!(
-                    "reading the request failed: {e}"
-                )))
-            }
+        let read = match RequestBody::read(body, limit).await {
+            Ok(r) => r,
+            Err(ReadError::TooLarge) => return Err(BodyError::TooLarge),
+            Err(ReadError::Unreadable(why)) => return Err(BodyError::Unreadable(why)),
         };
         if !gzip {
-            return Ok(raw);
+            return Ok(read);
         }
-        let limit = self.settings.max_gzip_decoded_bytes.min(limit);
         let decoded = tokio::task::spawn_blocking(move || {
+            let raw = read
+                .reader()
+                .map_err(|e| BodyError::Unreadable(format!("reading the request failed: {e}")))?;
             let mut out = Vec::new();
-            let mut decoder = flate2::read::GzDecoder::new(&raw[..]).take(limit as u64 + 1);
+            let mut decoder = flate2::read::GzDecoder::new(raw).take(small as u64 + 1);
             match decoder.read_to_end(&mut out) {
-                Ok(_) if out.len() > limit => Err(BodyError::TooLarge),
-                Ok(_) => Ok(Bytes::from(out)),
+                Ok(_) if out.len() > small => Err(BodyError::TooLarge),
+                Ok(_) => Ok(RequestBody::Memory(Bytes::from(out))),
                 Err(e) => Err(BodyError::Unreadable(format!(
                     "malformed gzip request body: {e}"
                 ))),
@@ -620,11 +674,15 @@ impl ServiceInner {
         if let Err(why) = pktline::check_framing(&body) {
             return text(StatusCode::BAD_REQUEST, why);
         }
-        let (child, stdout, stderr) =
-            match self.spawn_rpc(GitService::Upload, path, protocol.as_deref(), body) {
-                Ok(spawned) => spawned,
-                Err(_) => return text(StatusCode::INTERNAL_SERVER_ERROR, "cannot run git"),
-            };
+        let (child, stdout, stderr) = match self.spawn_rpc(
+            GitService::Upload,
+            path,
+            protocol.as_deref(),
+            RequestBody::Memory(body),
+        ) {
+            Ok(spawned) => spawned,
+            Err(_) => return text(StatusCode::INTERNAL_SERVER_ERROR, "cannot run git"),
+        };
         let state = (Some((child, stdout, stderr)), BytesMut::new());
         let stream = futures::stream::unfold(state, |(running, mut buf)| async move {
             let (mut child, mut stdout, stderr) = running?;

@@ -30,6 +30,7 @@
 //! # Ok(()) }
 //! ```
 
+mod body;
 mod hook;
 mod http;
 mod pktline;

@@ -9,6 +9,7 @@ use http::{Response, StatusCode};
 use paas_core::{AppName, CommitId, OutputSender};
 use tokio::sync::mpsc;
 
+use crate::body::RequestBody;
 use crate::hook::{PushEvent, PushHook};
 use crate::http::{
     channel_body, full_body, git_response, read_chunk, result_type, text, GitBody, GitService,
@@ -46,9 +47,9 @@ impl ServiceInner {
         self: Arc<Self>,
         app: AppName,
         path: PathBuf,
-        body: Bytes,
+        body: RequestBody,
     ) -> Response<GitBody> {
-        let request = match pktline::parse_receive_request(&body) {
+        let request = match parse_commands(&body).await {
             Ok(r) => r,
             Err(why) => return text(StatusCode::BAD_REQUEST, why),
         };
@@ -86,12 +87,17 @@ impl ServiceInner {
 
         // 2. The pack must be complete (a truncated upload changes nothing).
         let needs_pack = request.commands.iter().any(|c| !c.is_delete());
-        let pack = body.slice(request.pack_offset..);
-        if needs_pack || !pack.is_empty() {
-            let checked = tokio::task::spawn_blocking(move || pktline::check_pack(&pack)).await;
+        let has_pack = body.len() > request.pack_offset as u64;
+        let body = if needs_pack || has_pack {
+            let offset = request.pack_offset;
+            let checked = tokio::task::spawn_blocking(move || {
+                let r = body.check_pack_from(offset);
+                (body, r)
+            })
+            .await;
             match checked {
-                Ok(Ok(())) => {}
-                Ok(Err(why)) => return text(StatusCode::BAD_REQUEST, why),
+                Ok((body, Ok(()))) => body,
+                Ok((_, Err(why))) => return text(StatusCode::BAD_REQUEST, why),
                 Err(e) => {
                     return text(
                         StatusCode::INTERNAL_SERVER_ERROR,
@@ -99,7 +105,9 @@ impl ServiceInner {
                     )
                 }
             }
-        }
+        } else {
+            body
+        };
 
         // 3. One push per app at a time; a push based on stale refs is told to fetch first.
         let guard = self.store.lock_app(&app).await;
@@ -409,4 +417,31 @@ async fn current_mismatches(
             .collect()
     })
     .await
+}
+
+/// The command list at the start of a receive-pack request: read from a prefix of the body,
+/// growing it while the list is longer (the pack after it is never read here).
+async fn parse_commands(body: &RequestBody) -> Result<pktline::ReceiveRequest, String> {
+    let mut n = 64 * 1024;
+    loop {
+        let prefix = match body {
+            RequestBody::Memory(b) => b.clone(),
+            RequestBody::File { file, len } => {
+                let handle = RequestBody::File {
+                    file: file
+                        .try_clone()
+                        .map_err(|e| format!("reading the request failed: {e}"))?,
+                    len: *len,
+                };
+                tokio::task::spawn_blocking(move || handle.prefix(n))
+                    .await
+                    .map_err(|e| format!("reading the request failed: {e}"))?
+                    .map_err(|e| format!("reading the request failed: {e}"))?
+            }
+        };
+        match pktline::parse_receive_request(&prefix) {
+            Err(_) if (prefix.len() as u64) < body.len() && n < 64 * 1024 * 1024 => n *= 4,
+            other => return other,
+        }
+    }
 }

@@ -655,3 +655,54 @@ async fn mounted_in_axum_under_a_prefix() {
     );
     server.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_larger_than_the_spool_threshold_is_stored_whole() {
+    let server = Server::start(None).await;
+    let app = server.create_app("bigpush").await;
+    let work = server.workdir("work");
+    init_repo(&work, &[("a", "a\n")]);
+    // About 12 MiB that do not compress: the request goes to disk past 8 MiB.
+    let mut state = 0x2545f4914f6cdd1du64;
+    let noise: String = (0..12 * 1024 * 1024 / 16)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            format!("{state:016x}")
+        })
+        .collect();
+    let head = commit(&work, &[("noise.txt", noise.as_str())], "noise");
+    ok(&git_async(&work, &["push", &server.url("bigpush"), "main"]).await);
+    assert_eq!(
+        server.store.resolve(&app, "main").await.unwrap().as_str(),
+        head
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_over_limit_streamed_push_is_refused_without_reading_it_all() {
+    let mut settings = GitHttpSettings::default();
+    settings.max_body_bytes = 1024 * 1024;
+    let server = Server::start_with(None, settings).await;
+    server.create_app("streamed").await;
+    // No Content-Length: 64 MiB in 64 KiB frames, produced only as the server reads.
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = sent.clone();
+    let frames = futures::StreamExt::map(futures::stream::iter(0..1024), move |_| {
+        counter.fetch_add(64 * 1024, std::sync::atomic::Ordering::SeqCst);
+        Ok::<_, std::io::Error>(http_body::Frame::data(Bytes::from(vec![b'0'; 64 * 1024])))
+    });
+    let req = http::Request::post("/streamed.git/git-receive-pack")
+        .header("authorization", auth_header(TOKEN))
+        .header("content-type", "application/x-git-receive-pack-request")
+        .body(http_body_util::StreamBody::new(frames))
+        .unwrap();
+    let (status, _, _) = request(server.addr, req).await;
+    assert_eq!(status, 413);
+    let read = sent.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        read < 16 * 1024 * 1024,
+        "the server read {read} bytes of a body over its 1 MiB limit"
+    );
+}

@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use paas_core::{AppName, SourceStore};
 use paas_git::{GitHttpService, GitHttpSettings, GitSourceStore, PushHook};
 
@@ -161,10 +161,14 @@ pub fn commit(dir: &Path, files: &[(&str, &str)], message: &str) -> String {
 }
 
 /// One raw HTTP/1.1 request to the server; returns status, headers and body.
-pub async fn request(
+pub async fn request<B>(
     addr: SocketAddr,
-    req: http::Request<Full<Bytes>>,
-) -> (http::StatusCode, http::HeaderMap, Bytes) {
+    req: http::Request<B>,
+) -> (http::StatusCode, http::HeaderMap, Bytes)
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
