@@ -356,6 +356,7 @@ fn status_word(s: &DeployStatus) -> &'static str {
         DeployStatus::Pending => "pending",
         DeployStatus::Succeeded => "succeeded",
         DeployStatus::Failed(_) => "failed",
+        _ => "unknown",
     }
 }
 

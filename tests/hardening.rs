@@ -128,6 +128,13 @@ fn a_restarted_daemon_never_answers_404_for_a_running_app() {
     }
     let _serial = serial();
     let (mut d, _app, _repo, host) = deployed("restart", "STAY");
+    // The data directory (token, database, logs, repositories) is the daemon user's alone.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(d.data_dir.path())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700, "data dir mode {mode:o}");
     d.kill9();
     let stop = Arc::new(AtomicBool::new(false));
     let (probe, ok, bad) = prober(d.http, host.clone(), stop.clone(), true);

@@ -618,7 +618,7 @@ async fn an_older_client_survives_a_newer_server() {
                     "{\"type\":\"canary_started\",\"percent\":10}\n",
                     "{\"type\":\"progress\",\"line\":\"done\",\"extra\":1}\n",
                     "{\"type\":\"result\",\"value\":{\"app\":\"new\",\"version\":7,\"description\":\"Deploy\",",
-                    "\"status\":{\"state\":\"succeeded\"},\"build_id\":\"b1\",\"commit\":null,\"image\":\"i\",",
+                    "\"status\":{\"state\":\"reverted\",\"reason\":\"5xx\"},\"build_id\":\"b1\",\"commit\":null,\"image\":\"i\",",
                     "\"strategy\":\"procfile\",\"process_types\":{},\"config_keys\":[],",
                     "\"created_at\":\"2026-12-04T10:00:00.000Z\",\"watched_until\":\"later\"}}\n"
                 ))
@@ -654,6 +654,7 @@ async fn an_older_client_survives_a_newer_server() {
         .await
         .unwrap();
     assert_eq!(release.version, Version(7));
+    assert_eq!(release.status, paas_core::DeployStatus::Unknown);
     assert_eq!(lines, ["building", "done"]);
     let e = client
         .rollback(&a, None)
@@ -705,4 +706,76 @@ async fn unreachable_servers_are_unavailable() {
     assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
     assert!(e.message().contains("cannot reach"), "{e}");
     let _ = Arc::new(());
+}
+
+/// A builder whose build prints a great deal.
+#[derive(Debug)]
+struct Chatty(MemoryBuilder);
+
+#[paas_core::async_trait]
+impl paas_core::Builder for Chatty {
+    async fn build(&self, req: paas_core::BuildRequest) -> paas_core::Result<paas_core::Build> {
+        for i in 0..300_000 {
+            req.output
+                .line(format!("compiling unit {i} of a very large app"));
+        }
+        self.0.build(req).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_for_a_client_that_stops_reading_is_bounded() {
+    use std::io::{BufRead, BufReader, Write};
+    let platform = Platform::composer()
+        .sources(MemorySourceStore::new())
+        .builder(Chatty(MemoryBuilder::new()))
+        .store(MemoryReleaseStore::new())
+        .scheduler(MemoryScheduler::new())
+        .router(MemoryRouter::new())
+        .log_sink(MemoryLogSink::new())
+        .compose()
+        .unwrap();
+    let router = ApiServer::new(platform.clone(), StaticTokenAuthorizer::new(TOKEN)).router();
+    let url = serve(router).await;
+    let client = Client::new(&url).unwrap().with_token(TOKEN);
+    let a = app("chatty");
+    client.create_app(&a).await.unwrap();
+    push(&platform, &a, "web: ./server\n").await;
+    let addr = url.trim_start_matches("http://").to_string();
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        let body = r#"{"git_ref": "main"}"#;
+        write!(
+            s,
+            "POST /v1/apps/chatty/deploys HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        // Read nothing while the build prints.
+        std::thread::sleep(Duration::from_secs(3));
+        BufReader::new(s)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<String>>()
+    })
+    .await
+    .unwrap();
+    let progress = lines
+        .iter()
+        .filter(|l| l.contains("compiling unit"))
+        .count();
+    assert!(
+        progress < 300_000,
+        "every line was buffered for a client that did not read"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("progress lines were dropped")),
+        "the client is told lines were dropped"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains(r#""type":"result""#)),
+        "the result still arrives"
+    );
 }

@@ -777,8 +777,9 @@ impl FromStr for Version {
 }
 
 /// Whether a release's deploy went through.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", content = "reason", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum DeployStatus {
     /// Created; its processes are being started.
     Pending,
@@ -786,6 +787,33 @@ pub enum DeployStatus {
     Succeeded,
     /// It never took traffic; the reason says why.
     Failed(String),
+    /// A state this version does not know (a newer server's), whatever its reason. Never made
+    /// by the SDK itself.
+    Unknown,
+}
+
+impl<'de> Deserialize<'de> for DeployStatus {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Wire {
+            state: String,
+            #[serde(default)]
+            reason: Option<serde_json::Value>,
+        }
+        let w = Wire::deserialize(d)?;
+        Ok(match w.state.as_str() {
+            "pending" => DeployStatus::Pending,
+            "succeeded" => DeployStatus::Succeeded,
+            "failed" => DeployStatus::Failed(
+                w.reason
+                    .as_ref()
+                    .and_then(|r| r.as_str())
+                    .unwrap_or_default()
+                    .to_string(),
+            ),
+            _ => DeployStatus::Unknown,
+        })
+    }
 }
 
 impl fmt::Display for DeployStatus {
@@ -794,6 +822,7 @@ impl fmt::Display for DeployStatus {
             DeployStatus::Pending => f.write_str("pending"),
             DeployStatus::Succeeded => f.write_str("succeeded"),
             DeployStatus::Failed(r) => write!(f, "failed: {r}"),
+            DeployStatus::Unknown => f.write_str("unknown"),
         }
     }
 }

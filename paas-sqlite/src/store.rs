@@ -80,6 +80,8 @@ fn status_cols(s: &DeployStatus) -> (&'static str, Option<&str>) {
         DeployStatus::Pending => ("pending", None),
         DeployStatus::Succeeded => ("succeeded", None),
         DeployStatus::Failed(reason) => ("failed", Some(reason.as_str())),
+        // Only a newer peer's state reads as unknown; storing it keeps it unknown.
+        _ => ("unknown", None),
     }
 }
 
@@ -366,6 +368,7 @@ impl SqliteReleaseStore {
             "pending" => DeployStatus::Pending,
             "succeeded" => DeployStatus::Succeeded,
             "failed" => DeployStatus::Failed(reason.unwrap_or_default()),
+            "unknown" => DeployStatus::Unknown,
             _ => return Err(corrupt(&format!("status of release {version}"))),
         };
         Ok(Release {
