@@ -1,0 +1,334 @@
+//! Rollout: make a release live (start, health, route, drain, stop).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::model::{
+    AppName, BuildId, DeployStatus, EventKind, Formation, Instance, PlatformEvent, ProcessType,
+    Release, Route, Timestamp,
+};
+use crate::traits::{
+    web_endpoints, Builder, DrainRequest, HealthCheck, HealthRequest, ListReleases, PruneRequest,
+    ReleaseStore, Router, Scheduler, StartRequest, StopRequest,
+};
+
+use super::*;
+
+impl Platform {
+    /// The formation for `release`: the stored one, plus Heroku's defaults for process types it
+    /// does not mention (`web=1`, others 0). Stores the result when it changed.
+    pub(super) async fn formation_for(&self, release: &Release) -> Result<Formation> {
+        let app = &release.app;
+        let mut formation = self.inner.store.get_formation(app).await?;
+        let mut changed = false;
+        for (ty, _) in release.build.procfile.entries() {
+            if !ty.is_release() && !formation.contains(ty) {
+                formation.set(ty.clone(), u32::from(ty.is_web()))?;
+                changed = true;
+            }
+        }
+        if changed {
+            self.inner
+                .store
+                .set_formation(app, formation.clone())
+                .await?;
+        }
+        Ok(formation)
+    }
+
+    /// Replaces the app's processes (all of them, or those of `only`) with processes of
+    /// `release`, without downtime. With `mark`, records the release's deploy status.
+    pub(super) async fn rollout(
+        &self,
+        release: &Release,
+        only: Option<&ProcessType>,
+        mark: bool,
+        progress: &Progress,
+    ) -> Result<()> {
+        let app = &release.app;
+        let s = &self.inner.settings;
+        let formation = self.formation_for(release).await?;
+        let old: Vec<Instance> = self
+            .inner
+            .scheduler
+            .list(Some(app))
+            .await?
+            .into_iter()
+            .filter(|i| only.is_none_or(|t| &i.process_type == t))
+            .collect();
+        self.emit(
+            app,
+            EventKind::DeployStarted,
+            Some(release.version),
+            format!("Deploying {} ({formation})", release.version),
+        )
+        .await;
+
+        // 1. Start the new processes.
+        let mut started: Vec<Instance> = Vec::new();
+        let mut start_err = None;
+        for (ty, n) in formation.iter() {
+            if n == 0
+                || ty.is_release()
+                || only.is_some_and(|t| t != ty)
+                || release.build.procfile.command(ty).is_none()
+            {
+                continue;
+            }
+            self.say(
+                app,
+                progress,
+                "deploy",
+                &format!(
+                    "-----> Starting {n} {ty} process(es) of {}",
+                    release.version
+                ),
+            )
+            .await;
+            let req = StartRequest::new(release.clone(), ty.clone(), (1..=n).collect());
+            match self.inner.scheduler.start(req).await {
+                Ok(v) => started.extend(v),
+                Err(e) => {
+                    start_err = Some(e);
+                    break;
+                }
+            }
+        }
+
+        // 2. Wait until they are healthy, then 3. switch the route to the new web processes
+        //    (one atomic swap). A failure of either leaves the old route and processes alone.
+        let routes_web = only.is_none_or(|t| t.is_web());
+        let mut outcome = match start_err {
+            Some(e) => Err(e),
+            None => self.wait_healthy(release, &started).await,
+        };
+        if outcome.is_ok() && routes_web {
+            outcome = self
+                .set_route(app, web_endpoints(&started, release.version))
+                .await;
+        }
+        if let Err(e) = outcome {
+            let ids = started.iter().map(|i| i.id.clone()).collect();
+            if let Err(stop_err) = self
+                .inner
+                .scheduler
+                .stop(StopRequest::new(ids, Duration::from_secs(1)))
+                .await
+            {
+                tracing::error!(%app, error = %stop_err, "could not remove the new processes");
+            }
+            let previous = self.inner.store.current_release(app).await.ok().flatten();
+            let keeps = match &previous {
+                Some(p) if p.version != release.version => format!("; {} keeps serving", p.version),
+                _ => String::new(),
+            };
+            let reason = format!("{}{keeps}", e.message());
+            if mark {
+                self.fail_release(release, &reason, progress).await;
+            } else {
+                let msg = format!("Restart of {} failed: {reason}", release.version);
+                progress.line(format!(" !     {msg}"));
+                self.emit(app, EventKind::DeployFailed, Some(release.version), msg)
+                    .await;
+            }
+            return Err(Error::deploy_failed(format!(
+                "deploy of {} failed: {reason}",
+                release.version
+            )));
+        }
+        self.say(
+            app,
+            progress,
+            "deploy",
+            &format!("-----> {} process(es) healthy and routed", started.len()),
+        )
+        .await;
+        // The new release takes traffic from here on. What follows is cleanup: its failures are
+        // logged (the next converge removes leftovers), not turned into a failed deploy.
+        let status = if mark {
+            self.inner
+                .store
+                .set_release_status(app, release.version, DeployStatus::Succeeded)
+                .await
+        } else {
+            Ok(())
+        };
+
+        // 4. Drain and stop the old processes.
+        let new_addrs: BTreeSet<_> = started.iter().filter_map(|i| i.address).collect();
+        let old_web: Vec<_> = old
+            .iter()
+            .filter(|i| i.process_type.is_web())
+            .filter_map(|i| i.address)
+            .filter(|a| !new_addrs.contains(a))
+            .collect();
+        if !old_web.is_empty() {
+            match self
+                .inner
+                .router
+                .drain(DrainRequest::new(old_web, s.drain_timeout))
+                .await
+            {
+                Ok(report) if !report.pending.is_empty() => {
+                    let n = report.pending.len();
+                    self.log(
+                        app,
+                        "deploy",
+                        format!("{n} endpoint(s) still busy after the drain timeout"),
+                    )
+                    .await;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.log(app, "deploy", format!("Draining old endpoints failed: {e}"))
+                        .await
+                }
+            }
+        }
+        if !old.is_empty() {
+            let ids = old.iter().map(|i| i.id.clone()).collect();
+            match self
+                .inner
+                .scheduler
+                .stop(StopRequest::new(ids, s.stop_grace))
+                .await
+            {
+                Ok(()) => {
+                    self.log(
+                        app,
+                        "deploy",
+                        format!("Stopped {} old process(es)", old.len()),
+                    )
+                    .await
+                }
+                Err(e) => {
+                    self.log(app, "deploy", format!("Stopping old processes failed: {e}"))
+                        .await
+                }
+            }
+        }
+        status?;
+        let what = if mark { "Deployed" } else { "Restarted" };
+        self.emit(
+            app,
+            EventKind::DeploySucceeded,
+            Some(release.version),
+            format!("{what} {}", release.version),
+        )
+        .await;
+        progress.line(format!("-----> {what} {}", release.version));
+        Ok(())
+    }
+
+    /// How web processes of `release` are checked: the app's `PAAS_HEALTHCHECK_PATH` config
+    /// var if set, else the platform's [`PlatformSettings::health_check`].
+    pub(super) fn web_check(&self, release: &Release) -> Result<HealthCheck> {
+        match release.config.get(HEALTHCHECK_PATH_VAR) {
+            Some(v) => {
+                check_health_path(v.expose())?;
+                Ok(HealthCheck::Http {
+                    path: v.expose().to_string(),
+                })
+            }
+            None => Ok(self.inner.settings.health_check.clone()),
+        }
+    }
+
+    pub(super) async fn wait_healthy(
+        &self,
+        release: &Release,
+        instances: &[Instance],
+    ) -> Result<()> {
+        let s = &self.inner.settings;
+        let (web, other): (Vec<&Instance>, Vec<&Instance>) =
+            instances.iter().partition(|i| i.process_type.is_web());
+        let web_check = if web.is_empty() {
+            s.health_check.clone()
+        } else {
+            self.web_check(release)?
+        };
+        for (group, check) in [(web, web_check), (other, HealthCheck::Running)] {
+            if group.is_empty() {
+                continue;
+            }
+            let ids = group.iter().map(|i| i.id.clone()).collect();
+            self.inner
+                .scheduler
+                .wait_healthy(HealthRequest::new(ids, check, s.health_timeout))
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn set_route(
+        &self,
+        app: &AppName,
+        endpoints: Vec<std::net::SocketAddr>,
+    ) -> Result<()> {
+        let route = Route {
+            app: app.clone(),
+            hosts: self.hosts(app).await?,
+            endpoints,
+        };
+        let n = route.endpoints.len();
+        self.inner.router.set_route(route).await?;
+        let _ = self.inner.events.send(PlatformEvent {
+            timestamp: Timestamp::now(),
+            app: app.clone(),
+            kind: EventKind::RouteUpdated,
+            release: None,
+            message: format!("Route of {app} has {n} endpoint(s)"),
+        });
+        Ok(())
+    }
+
+    /// Points the route at the running web processes of the current release (nothing when
+    /// there is none).
+    pub(super) async fn sync_route(&self, app: &AppName) -> Result<()> {
+        let Some(current) = self.inner.store.current_release(app).await? else {
+            return Ok(());
+        };
+        let instances = self.inner.scheduler.list(Some(app)).await?;
+        self.set_route(app, web_endpoints(&instances, current.version))
+            .await
+    }
+
+    /// Removes artifacts no rollback is likely to need: it keeps the builds of the newest
+    /// `keep_releases` releases and of the newest `keep_releases` succeeded ones (the default
+    /// rollback target is always among them).
+    pub(super) async fn prune(&self, app: &AppName) {
+        let n = self.inner.settings.keep_releases.max(1);
+        let releases = match self
+            .inner
+            .store
+            .list_releases(app, ListReleases::newest(n.max(100)))
+            .await
+        {
+            Ok(r) => r,
+            Err(_) => return,
+        };
+        let mut keep: Vec<BuildId> = releases
+            .iter()
+            .take(n)
+            .map(|r| r.build.id.clone())
+            .collect();
+        keep.extend(
+            releases
+                .iter()
+                .filter(|r| r.status == DeployStatus::Succeeded)
+                .take(n)
+                .map(|r| r.build.id.clone()),
+        );
+        keep.sort();
+        keep.dedup();
+        if let Err(e) = self
+            .inner
+            .builder
+            .prune(PruneRequest::new(app.clone(), keep))
+            .await
+        {
+            tracing::warn!(%app, error = %e, "pruning old artifacts failed");
+        }
+    }
+}
