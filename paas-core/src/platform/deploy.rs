@@ -40,29 +40,18 @@ impl Platform {
                 Some(c) => format!("Deploy {}", short(c)),
                 None => format!("Deploy {}", build.artifact.image),
             };
+            let new = NewRelease {
+                app: app.clone(),
+                build,
+                config,
+                description,
+            };
             let release = self
-                .inner
-                .store
-                .append_release(NewRelease {
-                    app: app.clone(),
-                    build,
-                    config,
-                    description,
+                .append_release(new, EventKind::ReleaseCreated, |r| {
+                    format!("Release {} created ({})", r.version, r.description)
                 })
                 .await?;
-            tracing::Span::current().record("release", tracing::field::display(release.version));
-            self.emit(
-                &app,
-                EventKind::ReleaseCreated,
-                Some(release.version),
-                format!(
-                    "Release {} created ({})",
-                    release.version, release.description
-                ),
-            )
-            .await;
-            self.release_phase(&release, &progress).await?;
-            self.rollout(&release, None, true, &progress).await?;
+            self.make_live(&release, &progress).await?;
             self.prune(&app).await;
             self.inner.store.get_release(&app, release.version).await
         }
@@ -281,6 +270,22 @@ impl Platform {
             let _ = tokio::time::timeout(Duration::from_secs(24 * 3600), pump).await;
         });
         code
+    }
+
+    /// Appends a release, records it on the current span and emits `event` with the message
+    /// `describe` makes of it.
+    pub(super) async fn append_release(
+        &self,
+        new: NewRelease,
+        event: EventKind,
+        describe: impl FnOnce(&Release) -> String,
+    ) -> Result<Release> {
+        let app = new.app.clone();
+        let release = self.inner.store.append_release(new).await?;
+        tracing::Span::current().record("release", tracing::field::display(release.version));
+        self.emit(&app, event, Some(release.version), describe(&release))
+            .await;
+        Ok(release)
     }
 
     pub(super) async fn fail_release(&self, release: &Release, reason: &str, progress: &Progress) {

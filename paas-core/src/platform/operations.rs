@@ -1,7 +1,6 @@
 //! Config, scale, rollback, restart and one-off runs.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use futures::StreamExt;
 use tracing::Instrument;
@@ -16,6 +15,7 @@ use crate::traits::{
     RunRequest, Scheduler, StartRequest, StopRequest,
 };
 
+use super::rollout::Rollout;
 use super::*;
 
 impl Platform {
@@ -73,26 +73,18 @@ impl Platform {
                     .await;
                 return Ok(None);
             };
+            let new = NewRelease {
+                app: app.clone(),
+                build: base.build,
+                config,
+                description: description.clone(),
+            };
             let release = self
-                .inner
-                .store
-                .append_release(NewRelease {
-                    app: app.clone(),
-                    build: base.build,
-                    config,
-                    description: description.clone(),
+                .append_release(new, EventKind::ConfigChanged, |r| {
+                    format!("{description} ({})", r.version)
                 })
                 .await?;
-            tracing::Span::current().record("release", tracing::field::display(release.version));
-            self.emit(
-                app,
-                EventKind::ConfigChanged,
-                Some(release.version),
-                format!("{description} ({})", release.version),
-            )
-            .await;
-            self.release_phase(&release, &progress).await?;
-            self.rollout(&release, None, true, &progress).await?;
+            self.make_live(&release, &progress).await?;
             Ok(Some(
                 self.inner.store.get_release(app, release.version).await?,
             ))
@@ -209,12 +201,7 @@ impl Platform {
                     .start(StartRequest::new(release.clone(), ty.clone(), missing))
                     .await?;
                 if let Err(e) = self.wait_healthy(release, &started).await {
-                    let ids = started.iter().map(|i| i.id.clone()).collect();
-                    let _ = self
-                        .inner
-                        .scheduler
-                        .stop(StopRequest::new(ids, Duration::from_secs(1)))
-                        .await;
+                    self.remove_started(app, &started).await;
                     return Err(Error::deploy_failed(format!(
                         "scaling {ty} failed: {}",
                         e.message()
@@ -296,32 +283,21 @@ impl Platform {
                         })?
                 }
             };
+            let new = NewRelease {
+                app: app.clone(),
+                build: target.build.clone(),
+                config: target.config.clone(),
+                description: format!("Rollback to {}", target.version),
+            };
             let release = self
-                .inner
-                .store
-                .append_release(NewRelease {
-                    app: app.clone(),
-                    build: target.build.clone(),
-                    config: target.config.clone(),
-                    description: format!("Rollback to {}", target.version),
+                .append_release(new, EventKind::ReleaseCreated, |r| {
+                    format!(
+                        "Release {} created (rollback to {})",
+                        r.version, target.version
+                    )
                 })
                 .await?;
-            tracing::Span::current().record("release", tracing::field::display(release.version));
-            self.emit(
-                app,
-                EventKind::ReleaseCreated,
-                Some(release.version),
-                format!(
-                    "Release {} created (rollback to {})",
-                    release.version, target.version
-                ),
-            )
-            .await;
-            let outcome = match self.release_phase(&release, &progress).await {
-                Ok(()) => self.rollout(&release, None, true, &progress).await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = outcome {
+            if let Err(e) = self.make_live(&release, &progress).await {
                 // The failed rollback must not leave the app with the target's config: the
                 // next deploy would silently lose the vars set since.
                 if let Some(cur) = &current {
@@ -353,8 +329,10 @@ impl Platform {
                 .current_release(app)
                 .await?
                 .ok_or_else(|| Error::conflict(format!("app \"{app}\" has no running release")))?;
-            self.rollout(&current, only.as_ref(), false, &progress)
-                .await
+            let what = Rollout::Restart {
+                only: only.as_ref(),
+            };
+            self.rollout(&current, what, &progress).await
         }
         .instrument(span)
         .await

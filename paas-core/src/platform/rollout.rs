@@ -15,6 +15,33 @@ use crate::traits::{
 
 use super::*;
 
+/// What a rollout is for.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Rollout<'a> {
+    /// A new release goes live; its deploy status is recorded (succeeded or failed).
+    Release,
+    /// The current release's processes are replaced (all, or those of one type): `ps:restart`.
+    Restart {
+        /// Only this process type.
+        only: Option<&'a ProcessType>,
+    },
+}
+
+impl<'a> Rollout<'a> {
+    fn only(self) -> Option<&'a ProcessType> {
+        match self {
+            Rollout::Release => None,
+            Rollout::Restart { only } => only,
+        }
+    }
+    fn done(self) -> &'static str {
+        match self {
+            Rollout::Release => "Deployed",
+            Rollout::Restart { .. } => "Restarted",
+        }
+    }
+}
+
 impl Platform {
     /// The formation for `release`: the stored one, plus Heroku's defaults for process types it
     /// does not mention (`web=1`, others 0). Stores the result when it changed.
@@ -37,17 +64,25 @@ impl Platform {
         Ok(formation)
     }
 
-    /// Replaces the app's processes (all of them, or those of `only`) with processes of
-    /// `release`, without downtime. With `mark`, records the release's deploy status.
+    /// Makes a new release live: its release phase, then a rollout that records its deploy
+    /// status. The one path of deploy, config changes and rollbacks.
+    pub(super) async fn make_live(&self, release: &Release, progress: &Progress) -> Result<()> {
+        self.release_phase(release, progress).await?;
+        self.rollout(release, Rollout::Release, progress).await
+    }
+
+    /// Replaces the app's processes with processes of `release`, without downtime: start the
+    /// new ones, wait until they are healthy and switch the route to them, then drain and stop
+    /// the old ones. A failure before the switch removes the new processes and leaves the old
+    /// ones serving.
     pub(super) async fn rollout(
         &self,
         release: &Release,
-        only: Option<&ProcessType>,
-        mark: bool,
+        what: Rollout<'_>,
         progress: &Progress,
     ) -> Result<()> {
         let app = &release.app;
-        let s = &self.inner.settings;
+        let only = what.only();
         let formation = self.formation_for(release).await?;
         let old: Vec<Instance> = self
             .inner
@@ -64,10 +99,60 @@ impl Platform {
             format!("Deploying {} ({formation})", release.version),
         )
         .await;
+        let started = match self.start_new(release, &formation, only, progress).await {
+            Ok(started) => started,
+            Err((started, e)) => {
+                self.remove_started(app, &started).await;
+                return Err(self.rollout_failed(release, what, e, progress).await);
+            }
+        };
+        if let Err(e) = self.switch_to(release, &started, what).await {
+            self.remove_started(app, &started).await;
+            return Err(self.rollout_failed(release, what, e, progress).await);
+        }
+        self.say(
+            app,
+            progress,
+            "deploy",
+            &format!("-----> {} process(es) healthy and routed", started.len()),
+        )
+        .await;
+        // The new release takes traffic from here on. What follows is cleanup: its failures are
+        // logged (the next converge removes leftovers), not turned into a failed deploy.
+        let status = match what {
+            Rollout::Release => {
+                self.inner
+                    .store
+                    .set_release_status(app, release.version, DeployStatus::Succeeded)
+                    .await
+            }
+            Rollout::Restart { .. } => Ok(()),
+        };
+        self.retire(app, &old, &started).await;
+        status?;
+        let done = what.done();
+        self.emit(
+            app,
+            EventKind::DeploySucceeded,
+            Some(release.version),
+            format!("{done} {}", release.version),
+        )
+        .await;
+        progress.line(format!("-----> {done} {}", release.version));
+        Ok(())
+    }
 
-        // 1. Start the new processes.
+    /// Starts the formation's processes of `release` (of `only`'s type, if given). On failure,
+    /// returns what did start with the error, for [`remove_started`](Self::remove_started).
+    async fn start_new(
+        &self,
+        release: &Release,
+        formation: &Formation,
+        only: Option<&ProcessType>,
+        progress: &Progress,
+    ) -> std::result::Result<Vec<Instance>, (Vec<Instance>, Error)> {
+        let app = &release.app;
         let mut started: Vec<Instance> = Vec::new();
-        let mut start_err = None;
         for (ty, n) in formation.iter() {
             if n == 0
                 || ty.is_release()
@@ -89,73 +174,83 @@ impl Platform {
             let req = StartRequest::new(release.clone(), ty.clone(), (1..=n).collect());
             match self.inner.scheduler.start(req).await {
                 Ok(v) => started.extend(v),
-                Err(e) => {
-                    start_err = Some(e);
-                    break;
-                }
+                Err(e) => return Err((started, e)),
             }
         }
+        Ok(started)
+    }
 
-        // 2. Wait until they are healthy, then 3. switch the route to the new web processes
-        //    (one atomic swap). A failure of either leaves the old route and processes alone.
-        let routes_web = only.is_none_or(|t| t.is_web());
-        let mut outcome = match start_err {
-            Some(e) => Err(e),
-            None => self.wait_healthy(release, &started).await,
-        };
-        if outcome.is_ok() && routes_web {
-            outcome = self
-                .set_route(app, web_endpoints(&started, release.version))
-                .await;
+    /// Waits until `started` is healthy, then (when the rollout concerns web processes) points
+    /// the route at the new web processes in one atomic swap.
+    async fn switch_to(
+        &self,
+        release: &Release,
+        started: &[Instance],
+        what: Rollout<'_>,
+    ) -> Result<()> {
+        self.wait_healthy(release, started).await?;
+        if what.only().is_none_or(|t| t.is_web()) {
+            self.set_route(&release.app, web_endpoints(started, release.version))
+                .await?;
         }
-        if let Err(e) = outcome {
-            let ids = started.iter().map(|i| i.id.clone()).collect();
-            if let Err(stop_err) = self
-                .inner
-                .scheduler
-                .stop(StopRequest::new(ids, Duration::from_secs(1)))
-                .await
-            {
-                tracing::error!(%app, error = %stop_err, "could not remove the new processes");
-            }
-            let previous = self.inner.store.current_release(app).await.ok().flatten();
-            let keeps = match &previous {
-                Some(p) if p.version != release.version => format!("; {} keeps serving", p.version),
-                _ => String::new(),
-            };
-            let reason = format!("{}{keeps}", e.message());
-            if mark {
-                self.fail_release(release, &reason, progress).await;
-            } else {
+        Ok(())
+    }
+
+    /// Removes processes that were started but will not serve (quickly: they never had
+    /// traffic). A failure is logged: the next converge removes leftovers.
+    pub(super) async fn remove_started(&self, app: &AppName, started: &[Instance]) {
+        if started.is_empty() {
+            return;
+        }
+        let ids = started.iter().map(|i| i.id.clone()).collect();
+        if let Err(e) = self
+            .inner
+            .scheduler
+            .stop(StopRequest::new(ids, Duration::from_secs(1)))
+            .await
+        {
+            tracing::error!(%app, error = %e, "could not remove the new processes");
+            self.log(
+                app,
+                "deploy",
+                format!("Removing the new processes failed: {e}"),
+            )
+            .await;
+        }
+    }
+
+    /// Records a failed rollout (the release's status, or a failed restart) and returns the
+    /// `DeployFailed` error the caller gets.
+    async fn rollout_failed(
+        &self,
+        release: &Release,
+        what: Rollout<'_>,
+        e: Error,
+        progress: &Progress,
+    ) -> Error {
+        let app = &release.app;
+        let previous = self.inner.store.current_release(app).await.ok().flatten();
+        let keeps = match &previous {
+            Some(p) if p.version != release.version => format!("; {} keeps serving", p.version),
+            _ => String::new(),
+        };
+        let reason = format!("{}{keeps}", e.message());
+        match what {
+            Rollout::Release => self.fail_release(release, &reason, progress).await,
+            Rollout::Restart { .. } => {
                 let msg = format!("Restart of {} failed: {reason}", release.version);
                 progress.line(format!(" !     {msg}"));
                 self.emit(app, EventKind::DeployFailed, Some(release.version), msg)
                     .await;
             }
-            return Err(Error::deploy_failed(format!(
-                "deploy of {} failed: {reason}",
-                release.version
-            )));
         }
-        self.say(
-            app,
-            progress,
-            "deploy",
-            &format!("-----> {} process(es) healthy and routed", started.len()),
-        )
-        .await;
-        // The new release takes traffic from here on. What follows is cleanup: its failures are
-        // logged (the next converge removes leftovers), not turned into a failed deploy.
-        let status = if mark {
-            self.inner
-                .store
-                .set_release_status(app, release.version, DeployStatus::Succeeded)
-                .await
-        } else {
-            Ok(())
-        };
+        Error::deploy_failed(format!("deploy of {} failed: {reason}", release.version))
+    }
 
-        // 4. Drain and stop the old processes.
+    /// Drains the old web endpoints that left the route, then stops the old processes.
+    /// Failures are logged, never returned: the new release already serves.
+    async fn retire(&self, app: &AppName, old: &[Instance], started: &[Instance]) {
+        let s = &self.inner.settings;
         let new_addrs: BTreeSet<_> = started.iter().filter_map(|i| i.address).collect();
         let old_web: Vec<_> = old
             .iter()
@@ -208,17 +303,6 @@ impl Platform {
                 }
             }
         }
-        status?;
-        let what = if mark { "Deployed" } else { "Restarted" };
-        self.emit(
-            app,
-            EventKind::DeploySucceeded,
-            Some(release.version),
-            format!("{what} {}", release.version),
-        )
-        .await;
-        progress.line(format!("-----> {what} {}", release.version));
-        Ok(())
     }
 
     /// How web processes of `release` are checked: the app's `PAAS_HEALTHCHECK_PATH` config
