@@ -60,7 +60,7 @@ pub(crate) async fn patch_formation(
         })?;
         changes.set(ty, n)?;
     }
-    ctx.platform.store().get_app(&app).await?;
+    ctx.platform.release_store().get_app(&app).await?;
     let platform = ctx.platform.clone();
     Ok(stream_op(move |progress| async move {
         platform.scale(&app, changes, progress).await
@@ -95,7 +95,7 @@ pub(crate) async fn restart(
     let app = app_name(&app)?;
     let req: RestartRequest = json_body(body)?;
     let only = req.process_type.map(ProcessType::new).transpose()?;
-    ctx.platform.store().get_app(&app).await?;
+    ctx.platform.release_store().get_app(&app).await?;
     let platform = ctx.platform.clone();
     Ok(stream_op(move |progress| async move {
         platform.restart(&app, only, progress).await

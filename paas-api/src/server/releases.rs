@@ -59,7 +59,7 @@ pub(crate) async fn patch_config(
     if update.is_empty() {
         return Err(Error::invalid("config patch sets and unsets nothing").into());
     }
-    ctx.platform.store().get_app(&app).await?;
+    ctx.platform.release_store().get_app(&app).await?;
     let platform = ctx.platform.clone();
     Ok(stream_op(move |progress| async move {
         let release = platform.set_config(&app, update, progress).await?;
@@ -130,7 +130,7 @@ pub(crate) async fn rollback(
 ) -> ApiResult<Response> {
     let app = app_name(&app)?;
     let req: RollbackRequest = json_body(body)?;
-    ctx.platform.store().get_app(&app).await?;
+    ctx.platform.release_store().get_app(&app).await?;
     let platform = ctx.platform.clone();
     Ok(stream_op(move |progress| async move {
         let r = platform.rollback(&app, req.version, progress).await?;
@@ -165,7 +165,7 @@ pub(crate) async fn deploy(
             )
         }
     };
-    ctx.platform.store().get_app(&app).await?;
+    ctx.platform.release_store().get_app(&app).await?;
     let platform = ctx.platform.clone();
     Ok(stream_op(move |progress| async move {
         let r = platform

@@ -120,7 +120,7 @@ impl Platform {
         &self.inner.sources
     }
     /// The release store.
-    pub fn store(&self) -> &Arc<dyn ReleaseStore> {
+    pub fn release_store(&self) -> &Arc<dyn ReleaseStore> {
         &self.inner.store
     }
     /// The scheduler.
