@@ -93,47 +93,10 @@ pub(crate) fn is_status(e: &bollard::errors::Error, code: u16) -> bool {
     )
 }
 
-/// Parses an RFC 3339 UTC timestamp as the engine writes it (`2024-01-02T03:04:05.123456789Z`)
-/// into nanoseconds since the Unix epoch. Offsets other than `Z` are accepted (`+01:00`).
+/// Parses an RFC 3339 timestamp as the engine writes it (`2024-01-02T03:04:05.123456789Z`,
+/// any offset) into nanoseconds since the Unix epoch.
 pub(crate) fn parse_rfc3339_nanos(s: &str) -> Option<i128> {
-    let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || (b[10] != b'T' && b[10] != b' ') {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> { s.get(r)?.parse().ok() };
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let mut rest = &s[19..];
-    let mut nanos: i128 = 0;
-    if let Some(frac) = rest.strip_prefix('.') {
-        let digits: String = frac.chars().take_while(|c| c.is_ascii_digit()).collect();
-        rest = &frac[digits.len()..];
-        let mut padded = digits.clone();
-        padded.truncate(9);
-        while padded.len() < 9 {
-            padded.push('0');
-        }
-        nanos = padded.parse().ok()?;
-    }
-    let offset_secs: i64 = match rest {
-        "Z" | "z" => 0,
-        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) => {
-            let sign = if o.starts_with('-') { -1 } else { 1 };
-            sign * (o.get(1..3)?.parse::<i64>().ok()? * 3600
-                + o.get(4..6)?.parse::<i64>().ok()? * 60)
-        }
-        _ => return None,
-    };
-    // Howard Hinnant's days_from_civil.
-    let y = if mo <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + h * 3600 + mi * 60 + se - offset_secs;
-    Some(secs as i128 * 1_000_000_000 + nanos)
+    s.parse::<jiff::Timestamp>().ok().map(|t| t.as_nanosecond())
 }
 
 /// A short random suffix for container names (`a1b2c3`).

@@ -213,7 +213,7 @@ fn write_key_file(path: &Path, key: &[u8; KEY_LEN]) -> Result<()> {
         f.set_permissions(std::fs::Permissions::from_mode(0o600))
             .map_err(|e| io_err(e, "restricting the permissions of", path))?;
     }
-    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = hex::encode(key);
     f.write_all(format!("{KEY_FILE_HEADER}\n{hex}\n").as_bytes())
         .and_then(|()| f.sync_all())
         .map_err(|e| io_err(e, "writing the config key file", path))
@@ -258,14 +258,9 @@ fn read_key(path: &Path) -> Result<[u8; KEY_LEN]> {
     if lines.next() != Some(KEY_FILE_HEADER) {
         return Err(bad());
     }
-    let hex = lines.next().ok_or_else(bad)?.trim();
-    if hex.len() != KEY_LEN * 2 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(bad());
-    }
+    let digits = lines.next().ok_or_else(bad)?.trim();
     let mut key = [0u8; KEY_LEN];
-    for (i, byte) in key.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
-    }
+    hex::decode_to_slice(digits, &mut key).map_err(|_| bad())?;
     Ok(key)
 }
 
