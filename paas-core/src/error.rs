@@ -83,13 +83,43 @@ impl fmt::Display for ErrorKind {
 /// The SDK's error: kind, message, operation, backend, source and retryability.
 ///
 /// The message is written for humans and must never contain a secret (config value, token).
+/// Displayed as `message (operation on backend): source`.
+#[derive(thiserror::Error)]
+#[error("{message}{}{}", Context(.operation, .backend), SourceSuffix(.source))]
 pub struct Error {
     kind: ErrorKind,
     message: String,
     operation: Option<Cow<'static, str>>,
     backend: Option<Cow<'static, str>>,
     retryable: bool,
+    #[source]
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+/// ` (operation on backend)`, ` (operation)`, ` (backend)` or nothing.
+struct Context<'a>(&'a Option<Cow<'static, str>>, &'a Option<Cow<'static, str>>);
+
+impl fmt::Display for Context<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.0, self.1) {
+            (Some(op), Some(b)) => write!(f, " ({op} on {b})"),
+            (Some(op), None) => write!(f, " ({op})"),
+            (None, Some(b)) => write!(f, " ({b})"),
+            (None, None) => Ok(()),
+        }
+    }
+}
+
+/// `: source` or nothing.
+struct SourceSuffix<'a>(&'a Option<Box<dyn std::error::Error + Send + Sync + 'static>>);
+
+impl fmt::Display for SourceSuffix<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(source) => write!(f, ": {source}"),
+            None => Ok(()),
+        }
+    }
 }
 
 impl Error {
@@ -189,22 +219,6 @@ impl Error {
     }
 }
 
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.message)?;
-        match (&self.operation, &self.backend) {
-            (Some(op), Some(b)) => write!(f, " ({op} on {b})")?,
-            (Some(op), None) => write!(f, " ({op})")?,
-            (None, Some(b)) => write!(f, " ({b})")?,
-            (None, None) => {}
-        }
-        if let Some(source) = &self.source {
-            write!(f, ": {source}")?;
-        }
-        Ok(())
-    }
-}
-
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Error")
@@ -215,14 +229,6 @@ impl fmt::Debug for Error {
             .field("retryable", &self.retryable)
             .field("source", &self.source.as_ref().map(|s| s.to_string()))
             .finish()
-    }
-}
-
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|s| s as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -272,5 +278,35 @@ impl From<&Error> for ErrorBody {
 impl From<ErrorBody> for Error {
     fn from(b: ErrorBody) -> Self {
         Error::new(b.kind, b.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_names_context_and_source() {
+        let io = std::io::Error::other("disk on fire");
+        let e = Error::unavailable("store down")
+            .with_operation("append_release")
+            .with_backend("sqlite")
+            .with_source(io);
+        assert_eq!(
+            e.to_string(),
+            "store down (append_release on sqlite): disk on fire"
+        );
+        assert_eq!(
+            std::error::Error::source(&e).map(|s| s.to_string()),
+            Some("disk on fire".to_string())
+        );
+        assert_eq!(
+            Error::invalid("bad").with_backend("x").to_string(),
+            "bad (x)"
+        );
+        assert_eq!(Error::invalid("bad").to_string(), "bad");
+        assert!(e.is_retryable());
+        let wire: ErrorKind = serde_json::from_str("\"quota_exceeded\"").unwrap();
+        assert_eq!(wire, ErrorKind::Unknown);
     }
 }
