@@ -55,9 +55,14 @@ pub fn example_binary(name: &str) -> PathBuf {
     );
     // `cargo test --test e2e` does not rebuild examples: say so when the binary is older
     // than its source.
-    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("examples")
-        .join(format!("{name}.rs"));
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let single = examples.join(format!("{name}.rs"));
+    // An example is one file, or a directory with main.rs (the CLI).
+    let source = if single.exists() {
+        single
+    } else {
+        examples.join(name).join("main.rs")
+    };
     let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     if let (Some(src), Some(bin)) = (mtime(&source), mtime(&path)) {
         if src > bin {
