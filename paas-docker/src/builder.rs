@@ -220,12 +220,13 @@ echo "-----> Compiled slug"
 exit 0
 "#;
 
-struct Progress {
+/// A build's output: each line goes to the caller and into the tail a `BuildFailed` quotes.
+struct BuildOutput {
     out: OutputSender,
     tail: Mutex<Tail>,
 }
 
-impl Progress {
+impl BuildOutput {
     fn line(&self, l: &str) {
         self.out.line(l);
         lock(&self.tail).push(l);
@@ -370,7 +371,7 @@ impl DockerBuilder {
         &self,
         req: &BuildRequest,
         procfile: Option<Procfile>,
-        progress: &Progress,
+        progress: &BuildOutput,
     ) -> Result<Build> {
         progress.line("-----> Building from Dockerfile");
         let tag = format!(
@@ -468,7 +469,7 @@ impl DockerBuilder {
         })
     }
 
-    async fn clone_buildpack(&self, url: &str, dest: &Path, progress: &Progress) -> Result<()> {
+    async fn clone_buildpack(&self, url: &str, dest: &Path, progress: &BuildOutput) -> Result<()> {
         let (repo, reference) = match url.rsplit_once('#') {
             Some((r, f)) if !f.is_empty() && !r.is_empty() => (r, Some(f)),
             _ => (url, None),
@@ -570,7 +571,7 @@ impl DockerBuilder {
         &self,
         req: &BuildRequest,
         procfile: Option<Procfile>,
-        progress: &Progress,
+        progress: &BuildOutput,
         container_slot: &Mutex<Option<String>>,
     ) -> Result<Build> {
         let tag = self.tag_of(&req.build_id)?;
@@ -733,7 +734,7 @@ impl DockerBuilder {
         id: &str,
         upload: tarball::Archive,
         procfile: Option<Procfile>,
-        progress: &Progress,
+        progress: &BuildOutput,
         explicit: bool,
     ) -> Result<Build> {
         self.docker
@@ -904,7 +905,7 @@ impl DockerBuilder {
     async fn build_inner(
         &self,
         req: &BuildRequest,
-        progress: &Progress,
+        progress: &BuildOutput,
         container_slot: &Mutex<Option<String>>,
     ) -> Result<Build> {
         let meta = tokio::fs::metadata(&req.source_dir).await.map_err(|e| {
@@ -1172,7 +1173,7 @@ fn unquote(s: &str) -> String {
 #[async_trait]
 impl Builder for DockerBuilder {
     async fn build(&self, req: BuildRequest) -> Result<Build> {
-        let progress = Progress {
+        let progress = BuildOutput {
             out: req.output.clone(),
             tail: Mutex::new(Tail::new(self.settings.output_tail)),
         };

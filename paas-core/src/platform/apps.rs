@@ -27,7 +27,7 @@ impl Platform {
                 return Err(e);
             }
         }
-        self.emit(
+        self.record_event(
             app,
             EventKind::AppCreated,
             None,

@@ -80,18 +80,18 @@ impl Platform {
                     progress.line(&line);
                     if logged < BUILD_LOG_LINES {
                         logged += 1;
-                        me.log(&app, "build", &line).await;
+                        me.log_line(&app, "build", &line).await;
                     } else {
                         dropped += 1;
                     }
                 }
                 if dropped > 0 {
                     let note = format!("({dropped} more lines of build output were not logged)");
-                    me.log(&app, "build", note).await;
+                    me.log_line(&app, "build", note).await;
                 }
             })
         };
-        self.emit(
+        self.record_event(
             app,
             EventKind::BuildStarted,
             None,
@@ -117,7 +117,7 @@ impl Platform {
                     .entries()
                     .map(|(t, _)| t.to_string())
                     .collect();
-                self.emit(
+                self.record_event(
                     app,
                     EventKind::BuildSucceeded,
                     None,
@@ -132,7 +132,7 @@ impl Platform {
                 Ok(build)
             }
             Err(e) => {
-                self.emit(
+                self.record_event(
                     app,
                     EventKind::BuildFailed,
                     None,
@@ -196,7 +196,7 @@ impl Platform {
             return Ok(());
         };
         let app = &release.app;
-        self.say(
+        self.tell(
             app,
             progress,
             "deploy",
@@ -220,7 +220,7 @@ impl Platform {
         };
         match failure {
             None => {
-                self.emit(
+                self.record_event(
                     app,
                     EventKind::ReleasePhase,
                     Some(release.version),
@@ -283,7 +283,7 @@ impl Platform {
         let app = new.app.clone();
         let release = self.inner.store.append_release(new).await?;
         tracing::Span::current().record("release", tracing::field::display(release.version));
-        self.emit(&app, event, Some(release.version), describe(&release))
+        self.record_event(&app, event, Some(release.version), describe(&release))
             .await;
         Ok(release)
     }
@@ -300,7 +300,7 @@ impl Platform {
         }
         let msg = format!("Deploy of {} failed: {reason}", release.version);
         progress.line(format!(" !     {msg}"));
-        self.emit(app, EventKind::DeployFailed, Some(release.version), msg)
+        self.record_event(app, EventKind::DeployFailed, Some(release.version), msg)
             .await;
     }
 }

@@ -45,7 +45,7 @@ impl Platform {
             let _ = self.sync_route(app).await;
             return Err(e);
         }
-        self.emit(
+        self.record_event(
             app,
             EventKind::DomainsChanged,
             None,
@@ -60,7 +60,7 @@ impl Platform {
         let _g = self.lock_app(app).await;
         self.inner.store.remove_domain(app, domain).await?;
         self.sync_route(app).await?;
-        self.emit(
+        self.record_event(
             app,
             EventKind::DomainsChanged,
             None,

@@ -155,14 +155,17 @@ impl Platform {
         m.lock_owned().await
     }
 
-    pub(super) async fn log(&self, app: &AppName, component: &str, text: impl AsRef<str>) {
+    /// Writes a `platform[component]` line to the app's log (only there).
+    pub(super) async fn log_line(&self, app: &AppName, component: &str, text: impl AsRef<str>) {
         let line = LogLine::new(app.clone(), LogSource::Platform(component.into()), text);
         if let Err(e) = self.inner.logs.append(line).await {
             tracing::warn!(%app, error = %e, "log sink refused a line");
         }
     }
 
-    pub(super) async fn emit(
+    /// Records something that happened: a tracing event, a `platform[api]` line in the app's
+    /// log, and a [`PlatformEvent`] for subscribers.
+    pub(super) async fn record_event(
         &self,
         app: &AppName,
         kind: EventKind,
@@ -171,7 +174,7 @@ impl Platform {
     ) {
         let message = message.into();
         tracing::info!(%app, ?kind, release = ?release, "{message}");
-        self.log(app, "api", &message).await;
+        self.log_line(app, "api", &message).await;
         let _ = self.inner.events.send(PlatformEvent {
             timestamp: Timestamp::now(),
             app: app.clone(),
@@ -181,8 +184,8 @@ impl Platform {
         });
     }
 
-    /// Sends a line to the user and the app's log.
-    pub(super) async fn say(
+    /// Tells the user (the operation's progress) and writes the same line to the app's log.
+    pub(super) async fn tell(
         &self,
         app: &AppName,
         progress: &Progress,
@@ -190,6 +193,6 @@ impl Platform {
         text: &str,
     ) {
         progress.line(text);
-        self.log(app, component, text).await;
+        self.log_line(app, component, text).await;
     }
 }

@@ -69,7 +69,7 @@ impl Platform {
             };
             let Some(base) = base else {
                 self.inner.store.set_config(app, config).await?;
-                self.emit(app, EventKind::ConfigChanged, None, description)
+                self.record_event(app, EventKind::ConfigChanged, None, description)
                     .await;
                 return Ok(None);
             };
@@ -155,7 +155,7 @@ impl Platform {
                         .await?
                 }
             }
-            self.emit(
+            self.record_event(
                 app,
                 EventKind::Scaled,
                 current.as_ref().map(|r| r.version),
@@ -188,7 +188,7 @@ impl Platform {
             let have: BTreeSet<u32> = running.iter().map(|i| i.index).collect();
             let missing: Vec<u32> = (1..=n).filter(|i| !have.contains(i)).collect();
             if !missing.is_empty() {
-                self.say(
+                self.tell(
                     app,
                     progress,
                     "scale",
@@ -222,7 +222,7 @@ impl Platform {
                     .await?;
             }
             if !extra.is_empty() {
-                self.say(
+                self.tell(
                     app,
                     progress,
                     "scale",
@@ -355,7 +355,7 @@ impl Platform {
                     "app \"{app}\" has no running release to run a command in"
                 ))
             })?;
-        self.log(
+        self.log_line(
             app,
             "api",
             format!("Starting one-off process with {}", current.version),

@@ -19,7 +19,7 @@ impl Platform {
             let name = app.name.clone();
             if let Err(e) = self.recover_app(&name).await {
                 tracing::error!(app = %name, error = %e, "recovery failed");
-                self.log(&name, "api", format!("Recovery failed: {e}"))
+                self.log_line(&name, "api", format!("Recovery failed: {e}"))
                     .await;
             }
         }
@@ -75,7 +75,7 @@ impl Platform {
             .await?;
         if !report.started.is_empty() {
             if let Err(e) = self.wait_healthy(&current, &report.started).await {
-                self.log(
+                self.log_line(
                     app,
                     "api",
                     format!("Recovered processes are not healthy yet: {}", e.message()),

@@ -92,7 +92,7 @@ impl Platform {
             .into_iter()
             .filter(|i| only.is_none_or(|t| &i.process_type == t))
             .collect();
-        self.emit(
+        self.record_event(
             app,
             EventKind::DeployStarted,
             Some(release.version),
@@ -110,7 +110,7 @@ impl Platform {
             self.remove_started(app, &started).await;
             return Err(self.rollout_failed(release, what, e, progress).await);
         }
-        self.say(
+        self.tell(
             app,
             progress,
             "deploy",
@@ -131,7 +131,7 @@ impl Platform {
         self.retire(app, &old, &started).await;
         status?;
         let done = what.done();
-        self.emit(
+        self.record_event(
             app,
             EventKind::DeploySucceeded,
             Some(release.version),
@@ -161,7 +161,7 @@ impl Platform {
             {
                 continue;
             }
-            self.say(
+            self.tell(
                 app,
                 progress,
                 "deploy",
@@ -210,7 +210,7 @@ impl Platform {
             .await
         {
             tracing::error!(%app, error = %e, "could not remove the new processes");
-            self.log(
+            self.log_line(
                 app,
                 "deploy",
                 format!("Removing the new processes failed: {e}"),
@@ -240,7 +240,7 @@ impl Platform {
             Rollout::Restart { .. } => {
                 let msg = format!("Restart of {} failed: {reason}", release.version);
                 progress.line(format!(" !     {msg}"));
-                self.emit(app, EventKind::DeployFailed, Some(release.version), msg)
+                self.record_event(app, EventKind::DeployFailed, Some(release.version), msg)
                     .await;
             }
         }
@@ -267,7 +267,7 @@ impl Platform {
             {
                 Ok(report) if !report.pending.is_empty() => {
                     let n = report.pending.len();
-                    self.log(
+                    self.log_line(
                         app,
                         "deploy",
                         format!("{n} endpoint(s) still busy after the drain timeout"),
@@ -276,7 +276,7 @@ impl Platform {
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    self.log(app, "deploy", format!("Draining old endpoints failed: {e}"))
+                    self.log_line(app, "deploy", format!("Draining old endpoints failed: {e}"))
                         .await
                 }
             }
@@ -290,7 +290,7 @@ impl Platform {
                 .await
             {
                 Ok(()) => {
-                    self.log(
+                    self.log_line(
                         app,
                         "deploy",
                         format!("Stopped {} old process(es)", old.len()),
@@ -298,7 +298,7 @@ impl Platform {
                     .await
                 }
                 Err(e) => {
-                    self.log(app, "deploy", format!("Stopping old processes failed: {e}"))
+                    self.log_line(app, "deploy", format!("Stopping old processes failed: {e}"))
                         .await
                 }
             }

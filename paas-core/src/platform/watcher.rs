@@ -49,7 +49,7 @@ impl Platform {
                 if me.inner.store.get_app(&inst.app).await.is_err() {
                     continue;
                 }
-                me.log(&inst.app, "scheduler", &msg).await;
+                me.log_line(&inst.app, "scheduler", &msg).await;
                 let _ = me.inner.events.send(PlatformEvent {
                     timestamp: Timestamp::now(),
                     app: inst.app.clone(),
@@ -80,7 +80,7 @@ impl Platform {
             };
             let check = HealthRequest::new(vec![id], web_check, s.health_timeout);
             if let Err(e) = self.inner.scheduler.wait_healthy(check).await {
-                self.log(
+                self.log_line(
                     &app,
                     "scheduler",
                     format!("Restarted process is not healthy: {}", e.message()),
