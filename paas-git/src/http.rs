@@ -131,6 +131,7 @@ impl GitService {
     }
 }
 
+#[derive(Clone, Copy)]
 enum Route {
     InfoRefs,
     Rpc(GitService),
@@ -219,6 +220,22 @@ fn git_protocol(headers: &HeaderMap) -> Option<String> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b':' | b'.' | b'-' | b'_'));
     ok.then(|| value.to_string())
+}
+
+/// What a request asks the authorizer: its credentials, its app, and the action its route
+/// needs (clone and fetch `Read`, push `Deploy`).
+fn auth_question<B>(req: &Request<B>, app: &AppName, route: Route) -> AuthRequest {
+    let action = match route {
+        Route::Rpc(GitService::Receive) => Action::Deploy,
+        Route::InfoRefs if req.uri().query() == Some("service=git-receive-pack") => Action::Deploy,
+        _ => Action::Read,
+    };
+    let credentials = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(Credentials::parse);
+    AuthRequest::new(credentials, action).with_app(app.clone())
 }
 
 fn is_v2(protocol: &Option<String>) -> bool {
@@ -316,6 +333,40 @@ impl GitHttpService {
         }
     }
 
+    /// Asks the authorizer `question`; the refusal is the answer to send.
+    async fn authorize(
+        &self,
+        app: &AppName,
+        question: AuthRequest,
+    ) -> Result<(), Response<GitBody>> {
+        let inner = &self.inner;
+        let Err(e) = inner.auth.authorize(&question).await else {
+            return Ok(());
+        };
+        Err(match e.kind() {
+            ErrorKind::Unauthenticated => {
+                let mut resp = text(
+                    StatusCode::UNAUTHORIZED,
+                    "authentication required: use any user name and your API token as the password",
+                );
+                let challenge =
+                    format!("Basic realm=\"{}\"", inner.settings.realm.escape_default());
+                if let Ok(v) = HeaderValue::from_str(&challenge) {
+                    resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+                }
+                resp
+            }
+            ErrorKind::PermissionDenied => text(StatusCode::FORBIDDEN, e.message()),
+            _ => {
+                tracing::warn!(%app, error = %e, "git http: the authorizer failed");
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "authorization is unavailable right now",
+                )
+            }
+        })
+    }
+
     /// Handles one request.
     pub async fn handle<B>(&self, req: Request<B>) -> Response<GitBody>
     where
@@ -326,42 +377,9 @@ impl GitHttpService {
         let Some((app, route)) = parse_path(req.uri().path()) else {
             return text(StatusCode::NOT_FOUND, "not found");
         };
-        let action = match route {
-            Route::Rpc(GitService::Receive) => Action::Deploy,
-            Route::InfoRefs if req.uri().query() == Some("service=git-receive-pack") => {
-                Action::Deploy
-            }
-            _ => Action::Read,
-        };
-        let credentials = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(Credentials::parse);
-        let question = AuthRequest::new(credentials, action).with_app(app.clone());
-        if let Err(e) = inner.auth.authorize(&question).await {
-            return match e.kind() {
-                ErrorKind::Unauthenticated => {
-                    let mut resp = text(
-                        StatusCode::UNAUTHORIZED,
-                        "authentication required: use any user name and your API token as the password",
-                    );
-                    let challenge =
-                        format!("Basic realm=\"{}\"", inner.settings.realm.escape_default());
-                    if let Ok(v) = HeaderValue::from_str(&challenge) {
-                        resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-                    }
-                    resp
-                }
-                ErrorKind::PermissionDenied => text(StatusCode::FORBIDDEN, e.message()),
-                _ => {
-                    tracing::warn!(%app, error = %e, "git http: the authorizer failed");
-                    text(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "authorization is unavailable right now",
-                    )
-                }
-            };
+        let question = auth_question(&req, &app, route);
+        if let Err(refused) = self.authorize(&app, question).await {
+            return refused;
         }
         let path = inner.store.repo_path(&app);
         if !path.join("HEAD").is_file() {

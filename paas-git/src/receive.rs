@@ -158,6 +158,40 @@ impl ServiceInner {
     }
 
     /// Relays receive-pack's output, then runs the deploy hook and relays its progress.
+    /// Runs the push hook for each updated deploy branch; returns the refs whose deploy
+    /// failed, with why.
+    async fn deploy_pushed(
+        &self,
+        app: &AppName,
+        updated: &[&RefCommand],
+        tx: &mpsc::UnboundedSender<Bytes>,
+        sideband: Option<usize>,
+    ) -> Vec<(String, String)> {
+        let mut failed = Vec::new();
+        let Some(hook) = self.hook.clone() else {
+            return failed;
+        };
+        for c in updated {
+            let Some(branch) = c.name.strip_prefix("refs/heads/") else {
+                continue;
+            };
+            if c.is_delete() || !self.settings.deploy_branches.iter().any(|b| b == branch) {
+                continue;
+            }
+            let Ok(commit) = CommitId::new(c.new.clone()) else {
+                continue;
+            };
+            let mut event = PushEvent::new(app.clone(), branch, commit);
+            event.previous = (!pktline::is_zero(&c.old))
+                .then(|| CommitId::new(c.old.clone()).ok())
+                .flatten();
+            if let Err(reason) = self.run_hook(&hook, event, tx, sideband).await {
+                failed.push((c.name.clone(), reason));
+            }
+        }
+        failed
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn finish_push(
         self: Arc<Self>,
@@ -171,63 +205,11 @@ impl ServiceInner {
         tx: mpsc::UnboundedSender<Bytes>,
         sideband: Option<usize>,
     ) {
-        let mut buf = BytesMut::new();
-        let mut report = Vec::new();
-        let mut held_flush = false;
-        let mut held_report: Vec<Bytes> = Vec::new();
-        let mut broken = false;
-        loop {
-            let n = read_chunk(&mut stdout, &mut buf).await;
-            if n == 0 {
-                break;
-            }
-            if sideband.is_none() || broken {
-                report.extend_from_slice(&buf);
-                let _ = tx.send(buf.split().freeze());
-                continue;
-            }
-            loop {
-                match pktline::decode(&buf) {
-                    Ok(Some((pkt, used))) => {
-                        match pkt {
-                            Pkt::Flush => held_flush = true,
-                            pkt => {
-                                let mut is_report = false;
-                                if let Pkt::Data(d) = pkt {
-                                    if d.first() == Some(&1) {
-                                        report.extend_from_slice(&d[1..]);
-                                        is_report = true;
-                                    }
-                                }
-                                if held_flush {
-                                    held_flush = false;
-                                    let _ = tx.send(Bytes::from_static(pktline::FLUSH));
-                                }
-                                let packet = buf.split_to(used).freeze();
-                                if is_report {
-                                    // Held until the deploy hook has run: a failed deploy
-                                    // turns the branch's `ok` into `ng` so `git push` fails.
-                                    held_report.push(packet);
-                                } else {
-                                    let _ = tx.send(packet);
-                                }
-                                continue;
-                            }
-                        }
-                        let _ = buf.split_to(used);
-                    }
-                    Ok(None) => break,
-                    Err(_) => {
-                        broken = true;
-                        let _ = tx.send(buf.split().freeze());
-                        break;
-                    }
-                }
-            }
-        }
-        if !buf.is_empty() {
-            let _ = tx.send(buf.split().freeze());
-        }
+        let Relayed {
+            report,
+            held_flush,
+            held_report,
+        } = relay_receive_pack(&mut stdout, &tx, sideband).await;
         let status = child.wait().await;
         let stderr = stderr.await.unwrap_or_default();
         let succeeded = matches!(&status, Ok(s) if s.success());
@@ -252,27 +234,7 @@ impl ServiceInner {
         self.point_head(&path, &updated).await;
         drop(guard);
 
-        let mut failed_deploys: Vec<(String, String)> = Vec::new();
-        if let Some(hook) = self.hook.clone() {
-            for c in updated {
-                let Some(branch) = c.name.strip_prefix("refs/heads/") else {
-                    continue;
-                };
-                if c.is_delete() || !self.settings.deploy_branches.iter().any(|b| b == branch) {
-                    continue;
-                }
-                let Ok(commit) = CommitId::new(c.new.clone()) else {
-                    continue;
-                };
-                let mut event = PushEvent::new(app.clone(), branch, commit);
-                event.previous = (!pktline::is_zero(&c.old))
-                    .then(|| CommitId::new(c.old.clone()).ok())
-                    .flatten();
-                if let Err(reason) = self.run_hook(&hook, event, &tx, sideband).await {
-                    failed_deploys.push((c.name.clone(), reason));
-                }
-            }
-        }
+        let failed_deploys = self.deploy_pushed(&app, &updated, &tx, sideband).await;
 
         match (sideband, failed_deploys.is_empty()) {
             (Some(max), false) => {
@@ -444,4 +406,77 @@ async fn parse_commands(body: &RequestBody) -> Result<pktline::ReceiveRequest, S
             other => return other,
         }
     }
+}
+
+/// What [`relay_receive_pack`] kept back.
+struct Relayed {
+    /// The report-status bytes (band 1), to parse.
+    report: Vec<u8>,
+    /// A flush packet not yet sent.
+    held_flush: bool,
+    /// Report packets held until the deploy hook has run: a failed deploy turns the branch's
+    /// `ok` into `ng` so `git push` fails.
+    held_report: Vec<Bytes>,
+}
+
+/// Sends receive-pack's output to the client as it comes, keeping the report-status back.
+async fn relay_receive_pack(
+    stdout: &mut tokio::process::ChildStdout,
+    tx: &mpsc::UnboundedSender<Bytes>,
+    sideband: Option<usize>,
+) -> Relayed {
+    let mut buf = BytesMut::new();
+    let mut out = Relayed {
+        report: Vec::new(),
+        held_flush: false,
+        held_report: Vec::new(),
+    };
+    let mut broken = false;
+    loop {
+        let n = read_chunk(stdout, &mut buf).await;
+        if n == 0 {
+            break;
+        }
+        if sideband.is_none() || broken {
+            out.report.extend_from_slice(&buf);
+            let _ = tx.send(buf.split().freeze());
+            continue;
+        }
+        loop {
+            match pktline::decode(&buf) {
+                Ok(Some((Pkt::Flush, used))) => {
+                    out.held_flush = true;
+                    let _ = buf.split_to(used);
+                }
+                Ok(Some((pkt, used))) => {
+                    let is_report = matches!(pkt, Pkt::Data(d) if d.first() == Some(&1));
+                    if let Pkt::Data(d) = pkt {
+                        if is_report {
+                            out.report.extend_from_slice(&d[1..]);
+                        }
+                    }
+                    if out.held_flush {
+                        out.held_flush = false;
+                        let _ = tx.send(Bytes::from_static(pktline::FLUSH));
+                    }
+                    let packet = buf.split_to(used).freeze();
+                    if is_report {
+                        out.held_report.push(packet);
+                    } else {
+                        let _ = tx.send(packet);
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    broken = true;
+                    let _ = tx.send(buf.split().freeze());
+                    break;
+                }
+            }
+        }
+    }
+    if !buf.is_empty() {
+        let _ = tx.send(buf.split().freeze());
+    }
+    out
 }
