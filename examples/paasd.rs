@@ -120,97 +120,11 @@ async fn main() {
 
 async fn run(args: Args) -> paas::core::Result<()> {
     let data = args.data_dir.clone();
-    std::fs::create_dir_all(&data)?;
-    // Tokens, the database (sealed config), logs and repositories: for the daemon's user only.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700))?;
-    }
+    prepare_data_dir(&data)?;
     let token = load_token(&data, args.token.clone())?;
-
     let docker = paas::docker::connect().await?;
-    let stack_image = match &args.stack {
-        Some(image) => {
-            docker.inspect_image(image).await.map_err(|_| {
-                Error::not_found(format!(
-                    "stack image \"{image}\" does not exist on the Docker engine (build or load it first)"
-                ))
-            })?;
-            image.clone()
-        }
-        None => {
-            stack::ensure_busybox_stack(&docker, stack::DEFAULT_STACK_IMAGE).await?;
-            stack::DEFAULT_STACK_IMAGE.to_string()
-        }
-    };
-
-    let health_check = match &args.health_path {
-        Some(path) => HealthCheck::http(path.clone())
-            .map_err(|e| Error::invalid(format!("--health-path: {}", e.message())))?,
-        None => HealthCheck::Tcp,
-    };
-    // The values the platform's stages share, set once.
-    let settings = PlatformSettings::default()
-        .with_health_check(health_check)
-        .with_base_domain(args.base_domain.clone())
-        .with_health_timeout(Duration::from_secs(args.health_timeout))
-        .with_stop_grace(Duration::from_secs(args.stop_grace))
-        .with_drain_timeout(Duration::from_secs(args.drain_timeout))
-        .with_work_dir(data.join("work"));
-    settings.validate()?;
-
-    let logs: Arc<MemoryLogSink> = Arc::new(MemoryLogSink::new().with_dir(data.join("logs"))?);
-    let sources = GitSourceStore::open(data.join("repos"))?;
-    let mut builder_settings = DockerBuilderSettings::default();
-    builder_settings.stack_image = stack_image.clone();
-    builder_settings.buildpacks_dir = args.buildpacks.clone();
-    builder_settings.platform_id = args.platform_id.clone();
-    builder_settings.allow_local_buildpack_urls = args.allow_local_buildpack_urls;
-    let builder = DockerBuilder::new(docker.clone(), builder_settings)?;
-    let store = SqliteReleaseStore::open(data.join("paas.db")).await?;
-    let scheduler = DockerScheduler::new(
-        docker.clone(),
-        DockerSchedulerSettings::new(args.platform_id.clone()).for_platform(&settings),
-    )
-    .await?
-    .with_log_sink(logs.clone());
-    // What a previous run of this daemon left mid-way (killed during a build or a one-off
-    // run): nothing else owns it, so it goes before anything starts.
-    let interrupted = builder.remove_orphaned_builds().await?;
-    let runs = scheduler.remove_orphaned_runs().await?;
-    let _ = std::fs::remove_dir_all(data.join("work"));
-    if !interrupted.is_empty() || runs > 0 {
-        tracing::info!(
-            builds = interrupted.len(),
-            runs,
-            "removed containers left by a previous run"
-        );
-    }
-    for (app, build) in interrupted {
-        // The build never finished: say so where the user looks.
-        let line = LogLine::new(
-            app,
-            LogSource::Platform("build".into()),
-            format!(
-                "Build {build} failed: interrupted by a platform restart; push again to deploy"
-            ),
-        );
-        let _ = LogSink::append(logs.as_ref(), line).await;
-    }
-    let mut proxy_settings = ProxySettings::for_platform(&settings);
-    proxy_settings.trusted_proxies = args.trusted_proxies.clone();
-    let router = ProxyRouter::new(proxy_settings)?.with_access_log(logs.clone());
-
-    let platform = Platform::composer()
-        .sources(sources.clone())
-        .builder(builder)
-        .store(store)
-        .scheduler(scheduler)
-        .router(router.clone())
-        .log_sink(logs)
-        .settings(settings)
-        .compose()?;
+    let stack_image = stack_image(&docker, args.stack.as_deref()).await?;
+    let (platform, router, sources) = compose(&args, &data, docker, &stack_image).await?;
     let _watcher = platform.spawn_instance_watcher();
 
     let router_listener = tokio::net::TcpListener::bind(args.http_addr).await?;
@@ -226,7 +140,6 @@ async fn run(args: Args) -> paas::core::Result<()> {
     // running while the daemon was away never answer 404; then serve.
     platform.restore_routes().await?;
     let router_task = {
-        let router = router.clone();
         let stop = stopped(stop_rx.clone());
         tokio::spawn(async move { router.serve(router_listener, stop).await })
     };
@@ -269,6 +182,129 @@ async fn run(args: Args) -> paas::core::Result<()> {
     let grace = Duration::from_secs(30);
     let _ = tokio::time::timeout(grace, api_task).await;
     let _ = tokio::time::timeout(grace, router_task).await;
+    Ok(())
+}
+
+/// Creates the data directory: tokens, the database (sealed config), logs and repositories
+/// are for the daemon's user only.
+fn prepare_data_dir(data: &Path) -> paas::core::Result<()> {
+    std::fs::create_dir_all(data)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(data, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// The stack image: the one named (it must exist), or the busybox stack, made if missing.
+async fn stack_image(
+    docker: &paas::docker::Docker,
+    named: Option<&str>,
+) -> paas::core::Result<String> {
+    match named {
+        Some(image) => {
+            docker.inspect_image(image).await.map_err(|_| {
+                Error::not_found(format!(
+                    "stack image \"{image}\" does not exist on the Docker engine (build or load it first)"
+                ))
+            })?;
+            Ok(image.to_string())
+        }
+        None => {
+            stack::ensure_busybox_stack(docker, stack::DEFAULT_STACK_IMAGE).await?;
+            Ok(stack::DEFAULT_STACK_IMAGE.to_string())
+        }
+    }
+}
+
+/// The values the platform's stages share, set once, from the flags.
+fn platform_settings(args: &Args, data: &Path) -> paas::core::Result<PlatformSettings> {
+    let health_check = match &args.health_path {
+        Some(path) => HealthCheck::http(path.clone())
+            .map_err(|e| Error::invalid(format!("--health-path: {}", e.message())))?,
+        None => HealthCheck::Tcp,
+    };
+    let settings = PlatformSettings::default()
+        .with_health_check(health_check)
+        .with_base_domain(args.base_domain.clone())
+        .with_health_timeout(Duration::from_secs(args.health_timeout))
+        .with_stop_grace(Duration::from_secs(args.stop_grace))
+        .with_drain_timeout(Duration::from_secs(args.drain_timeout))
+        .with_work_dir(data.join("work"));
+    settings.validate()?;
+    Ok(settings)
+}
+
+/// The composition: git repositories, the Docker builder and scheduler, the SQLite store, the
+/// proxy router and a log sink with files, into one platform.
+async fn compose(
+    args: &Args,
+    data: &Path,
+    docker: paas::docker::Docker,
+    stack_image: &str,
+) -> paas::core::Result<(Platform, ProxyRouter, GitSourceStore)> {
+    let settings = platform_settings(args, data)?;
+    let logs: Arc<MemoryLogSink> = Arc::new(MemoryLogSink::new().with_dir(data.join("logs"))?);
+    let sources = GitSourceStore::open(data.join("repos"))?;
+    let mut builder_settings = DockerBuilderSettings::default();
+    builder_settings.stack_image = stack_image.to_string();
+    builder_settings.buildpacks_dir = args.buildpacks.clone();
+    builder_settings.platform_id = args.platform_id.clone();
+    builder_settings.allow_local_buildpack_urls = args.allow_local_buildpack_urls;
+    let builder = DockerBuilder::new(docker.clone(), builder_settings)?;
+    let store = SqliteReleaseStore::open(data.join("paas.db")).await?;
+    let scheduler = DockerScheduler::new(
+        docker,
+        DockerSchedulerSettings::new(args.platform_id.clone()).for_platform(&settings),
+    )
+    .await?
+    .with_log_sink(logs.clone());
+    clean_up_after_previous_run(&builder, &scheduler, &logs, data).await?;
+    let mut proxy_settings = ProxySettings::for_platform(&settings);
+    proxy_settings.trusted_proxies = args.trusted_proxies.clone();
+    let router = ProxyRouter::new(proxy_settings)?.with_access_log(logs.clone());
+    let platform = Platform::composer()
+        .sources(sources.clone())
+        .builder(builder)
+        .store(store)
+        .scheduler(scheduler)
+        .router(router.clone())
+        .log_sink(logs)
+        .settings(settings)
+        .compose()?;
+    Ok((platform, router, sources))
+}
+
+/// What a previous run of this daemon left mid-way (killed during a build or a one-off run):
+/// nothing else owns it, so it goes before anything starts; an interrupted build says so in
+/// its app's log.
+async fn clean_up_after_previous_run(
+    builder: &DockerBuilder,
+    scheduler: &DockerScheduler,
+    logs: &Arc<MemoryLogSink>,
+    data: &Path,
+) -> paas::core::Result<()> {
+    let interrupted = builder.remove_orphaned_builds().await?;
+    let runs = scheduler.remove_orphaned_runs().await?;
+    let _ = std::fs::remove_dir_all(data.join("work"));
+    if !interrupted.is_empty() || runs > 0 {
+        tracing::info!(
+            builds = interrupted.len(),
+            runs,
+            "removed containers left by a previous run"
+        );
+    }
+    for (app, build) in interrupted {
+        let line = LogLine::new(
+            app,
+            LogSource::Platform("build".into()),
+            format!(
+                "Build {build} failed: interrupted by a platform restart; push again to deploy"
+            ),
+        );
+        let _ = LogSink::append(logs.as_ref(), line).await;
+    }
     Ok(())
 }
 

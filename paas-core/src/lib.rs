@@ -40,6 +40,7 @@ mod model;
 #[cfg(feature = "openapi")]
 mod openapi;
 mod platform;
+mod probe;
 pub mod stream;
 #[cfg(feature = "testkit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
@@ -58,6 +59,7 @@ pub use platform::{
     AppStatus, DeployRequest, DeploySource, Platform, PlatformSettings, Progress, BUILD_LOG_LINES,
     HEALTHCHECK_PATH_VAR,
 };
+pub use probe::probe;
 pub use traits::*;
 
 /// What most users of the SDK need in scope: the traits, the pipeline, the error and the

@@ -886,9 +886,7 @@ async fn an_app_names_its_own_health_check_path_in_config() {
         .unwrap();
     assert_eq!(
         web_checks(&scheduler).last(),
-        Some(&HealthCheck::Http {
-            path: "/up?full=1".into()
-        })
+        Some(&HealthCheck::http("/up?full=1").unwrap())
     );
 
     // A value that is not a path is refused, naming the rule, not the value; nothing changes.

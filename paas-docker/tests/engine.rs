@@ -124,7 +124,7 @@ async fn dockerfile_build_runs_image_default_and_prune() {
         .unwrap();
     s.wait_healthy(HealthRequest::new(
         vec![started[0].id.clone()],
-        HealthCheck::Http { path: "/".into() },
+        HealthCheck::http("/").unwrap(),
         Duration::from_secs(20),
     ))
     .await
@@ -278,9 +278,7 @@ async fn buildpack_build_uses_cache_env_dir_and_release() {
         .unwrap();
     s.wait_healthy(HealthRequest::new(
         vec![web[0].id.clone()],
-        HealthCheck::Http {
-            path: "/index.html".into(),
-        },
+        HealthCheck::http("/index.html").unwrap(),
         Duration::from_secs(20),
     ))
     .await
@@ -852,7 +850,7 @@ async fn published_loopback_addresses_reach_web_instances() {
     assert!(addr.ip().is_loopback(), "{addr}");
     s.wait_healthy(HealthRequest::new(
         vec![web[0].id.clone()],
-        HealthCheck::Http { path: "/".into() },
+        HealthCheck::http("/").unwrap(),
         Duration::from_secs(20),
     ))
     .await
@@ -907,7 +905,7 @@ async fn debian_stack_runs_a_python_web_app() {
         .unwrap();
     s.wait_healthy(HealthRequest::new(
         vec![web[0].id.clone()],
-        HealthCheck::Http { path: "/".into() },
+        HealthCheck::http("/").unwrap(),
         Duration::from_secs(30),
     ))
     .await

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
@@ -241,27 +241,7 @@ fn find_header_end(buf: &[u8]) -> Option<usize> {
 }
 
 async fn probe(addr: SocketAddr, check: &HealthCheck) -> bool {
-    let connect = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr)).await;
-    let Ok(Ok(mut sock)) = connect else {
-        return false;
-    };
-    match check {
-        HealthCheck::Running | HealthCheck::Tcp => true,
-        HealthCheck::Http { path } => {
-            let req = format!("GET {path} HTTP/1.1\r\nhost: health\r\nconnection: close\r\n\r\n");
-            if sock.write_all(req.as_bytes()).await.is_err() {
-                return false;
-            }
-            let mut head = [0u8; 12];
-            matches!(
-                tokio::time::timeout(Duration::from_secs(1), sock.read_exact(&mut head)).await,
-                Ok(Ok(_))
-            ) && std::str::from_utf8(&head[9..12])
-                .ok()
-                .and_then(|s| s.parse::<u16>().ok())
-                .is_some_and(|code| code < 400)
-        }
-    }
+    crate::probe(addr, check, Duration::from_secs(1)).await
 }
 
 /// Runs the tiny simulated shell; returns (output, exit code).

@@ -87,6 +87,18 @@ fn shown(s: &str) -> String {
     out
 }
 
+fn check_health_path(path: &str) -> Result<()> {
+    let ok =
+        path.starts_with('/') && path.len() <= 1024 && path.bytes().all(|b| b.is_ascii_graphic());
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "a health check path must start with '/' and hold visible ASCII characters only (no spaces), at most 1024 of them",
+        ))
+    }
+}
+
 fn check_app_name(s: &str) -> Result<()> {
     let rule = "app name must match ^[a-z][a-z0-9-]{0,29}$ (a DNS label: lowercase letter first, then lowercase letters, digits or '-', at most 30 characters, not ending in '-')";
     let bytes = s.as_bytes();
@@ -276,6 +288,12 @@ validated_string!(
     /// A build's identifier, `^[A-Za-z0-9_-]{1,64}$`.
     BuildId,
     check_build_id
+);
+validated_string!(
+    /// The path of an HTTP health check (`/up`): it starts with `/` and holds visible ASCII
+    /// characters only (no spaces), at most 1024 of them.
+    HealthPath,
+    check_health_path
 );
 validated_string!(
     /// A commit id in hexadecimal (a full SHA-1/SHA-256, or another backend's hex id).

@@ -311,9 +311,7 @@ impl Platform {
         match release.config.get(HEALTHCHECK_PATH_VAR) {
             Some(v) => {
                 check_health_path(v.expose())?;
-                Ok(HealthCheck::Http {
-                    path: v.expose().to_string(),
-                })
+                HealthCheck::http(v.expose())
             }
             None => Ok(self.inner.settings.health_check.clone()),
         }

@@ -22,7 +22,8 @@ pub const HEALTHCHECK_PATH_VAR: &str = "PAAS_HEALTHCHECK_PATH";
 /// The rule for a health check path, named after the config var (the value is not echoed:
 /// config values stay out of messages).
 pub(crate) fn check_health_path(path: &str) -> Result<()> {
-    crate::traits::check_health_path(path)
+    crate::model::HealthPath::new(path)
+        .map(drop)
         .map_err(|e| Error::invalid(format!("{HEALTHCHECK_PATH_VAR}: {}", e.message())))
 }
 

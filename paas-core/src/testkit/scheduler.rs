@@ -95,7 +95,7 @@ pub async fn start_health_stop(s: &dyn Scheduler, f: &SchedulerFixture) {
     .expect("web instances pass a TCP check");
     s.wait_healthy(HealthRequest::new(
         ids.clone(),
-        HealthCheck::Http { path: "/".into() },
+        HealthCheck::http("/").expect("a valid path"),
         f.health_timeout,
     ))
     .await

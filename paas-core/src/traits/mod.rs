@@ -19,4 +19,3 @@ pub use scheduler::{
 };
 pub use source::{CommitFilesRequest, CommitInfo, ExportRequest, SourceFile, SourceStore};
 mod forward;
-pub(crate) use scheduler::check_health_path;

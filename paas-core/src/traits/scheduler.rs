@@ -9,7 +9,9 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
 use crate::error::Result;
-use crate::model::{AppName, Formation, Instance, ProcessType, Release, Timestamp, Version};
+use crate::model::{
+    AppName, Formation, HealthPath, Instance, ProcessType, Release, Timestamp, Version,
+};
 
 /// How to tell that a process is ready for traffic.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -19,35 +21,22 @@ pub enum HealthCheck {
     Running,
     /// A TCP connect to its address succeeds.
     Tcp,
-    /// An HTTP GET of `path` answers with a status below 400 (redirects count as healthy).
+    /// An HTTP GET of `path` answers with a status from 200 to 399 (redirects count as
+    /// healthy); see [`probe`](crate::probe).
     Http {
-        /// Path, starting with `/`.
-        path: String,
+        /// The path.
+        path: HealthPath,
     },
 }
 
 impl HealthCheck {
-    /// An HTTP check of `path`: it must start with `/` and hold visible ASCII characters only
-    /// (no spaces), at most 1024 of them.
+    /// An HTTP check of `path` (see [`HealthPath`] for the rule).
     ///
     /// Errors: `InvalidInput` naming the rule (the value itself is not echoed).
     pub fn http(path: impl Into<String>) -> Result<HealthCheck> {
-        let path = path.into();
-        check_health_path(&path)?;
-        Ok(HealthCheck::Http { path })
-    }
-}
-
-/// The rule of a health check path.
-pub(crate) fn check_health_path(path: &str) -> Result<()> {
-    let ok =
-        path.starts_with('/') && path.len() <= 1024 && path.bytes().all(|b| b.is_ascii_graphic());
-    if ok {
-        Ok(())
-    } else {
-        Err(crate::Error::invalid(
-            "a health check path must start with '/' and hold visible ASCII characters only (no spaces), at most 1024 of them",
-        ))
+        Ok(HealthCheck::Http {
+            path: HealthPath::new(path)?,
+        })
     }
 }
 
