@@ -5,11 +5,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-use crate::router::Shared;
-use crate::settings::{ActiveHealthCheck, HealthProbe};
+use crate::settings::ActiveHealthCheck;
+use crate::shared::Shared;
 use crate::table::Endpoint;
 
 /// Probes until the router is dropped.
@@ -55,34 +52,7 @@ fn record(ep: &Endpoint, ok: bool, hc: &ActiveHealthCheck) {
     }
 }
 
-/// One probe: a TCP connect, or `GET path` answered with a status below 400.
+/// One probe, as the schedulers probe ([`paas_core::probe`]).
 pub(crate) async fn probe(addr: SocketAddr, hc: &ActiveHealthCheck) -> bool {
-    let attempt = async {
-        let mut stream = TcpStream::connect(addr).await.ok()?;
-        let HealthProbe::Http { path } = &hc.probe else {
-            return Some(true);
-        };
-        let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: paas-proxy-health\r\nConnection: close\r\n\r\n"
-        );
-        stream.write_all(request.as_bytes()).await.ok()?;
-        let mut buf = Vec::with_capacity(128);
-        let mut chunk = [0u8; 128];
-        while !buf.contains(&b'\n') && buf.len() < 1024 {
-            let n = stream.read(&mut chunk).await.ok()?;
-            if n == 0 {
-                break;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        let line = std::str::from_utf8(&buf).ok()?.lines().next()?;
-        let mut parts = line.split_ascii_whitespace();
-        let version = parts.next()?;
-        let status: u16 = parts.next()?.parse().ok()?;
-        Some(version.starts_with("HTTP/1.") && (200..400).contains(&status))
-    };
-    matches!(
-        tokio::time::timeout(hc.timeout, attempt).await,
-        Ok(Some(true))
-    )
+    paas_core::probe(addr, &hc.probe, hc.timeout).await
 }

@@ -42,6 +42,7 @@
 //!   same.
 
 mod access;
+mod clock;
 mod engine;
 mod health;
 mod limits;
@@ -49,10 +50,11 @@ mod metrics;
 mod router;
 mod routes_file;
 mod settings;
+mod shared;
 mod table;
 mod upstream;
 
 pub use limits::raise_open_files_limit;
 pub use router::ProxyRouter;
 pub use routes_file::{load_routes_file, watch_routes_file, RoutesFile};
-pub use settings::{ActiveHealthCheck, Balance, HealthProbe, IpNet, ProxySettings};
+pub use settings::{ActiveHealthCheck, Balance, IpNet, ProxySettings};

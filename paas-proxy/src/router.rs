@@ -5,11 +5,10 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
@@ -23,43 +22,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
 use crate::access::AccessLog;
-use crate::metrics::{self, AppMetrics, EndpointSample, GlobalMetrics};
+use crate::clock::now_ms;
+use crate::engine::{self, Client};
+use crate::health;
+use crate::metrics::{self, AppMetrics, EndpointSample};
 use crate::settings::{Balance, ProxySettings};
+use crate::shared::{lock, Shared, Stop, WriteState};
 use crate::table::{AppEntry, Endpoint, Table};
 
 const BACKEND: &str = "paas-proxy";
-
-#[derive(Debug, Default)]
-struct WriteState {
-    routes: BTreeMap<AppName, Route>,
-    balance: BTreeMap<AppName, Balance>,
-}
-
-/// State shared by the router handle, its listeners and its background tasks.
-pub(crate) struct Shared {
-    pub(crate) settings: ProxySettings,
-    pub(crate) table: ArcSwap<Table>,
-    write: Mutex<WriteState>,
-    registry: Mutex<HashMap<SocketAddr, Arc<Endpoint>>>,
-    app_metrics: Mutex<HashMap<AppName, Arc<AppMetrics>>>,
-    pub(crate) global: Arc<GlobalMetrics>,
-    pub(crate) access: ArcSwap<AccessLog>,
-    health_started: AtomicBool,
-    sweeper_started: AtomicBool,
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("settings", &self.settings)
-            .field("apps", &self.table.load().apps.len())
-            .finish_non_exhaustive()
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// The reference [`Router`]: a reverse proxy (its own HTTP/1 engine on tokio and `httparse`)
 /// with a route table swapped atomically (readers never block), least-in-flight (two random choices) or round-robin balancing per
@@ -90,17 +61,7 @@ impl ProxyRouter {
             .validate()
             .map_err(|e| e.with_backend(BACKEND).with_operation("new"))?;
         Ok(ProxyRouter {
-            shared: Arc::new(Shared {
-                settings,
-                table: ArcSwap::from_pointee(Table::default()),
-                write: Mutex::new(WriteState::default()),
-                registry: Mutex::new(HashMap::new()),
-                app_metrics: Mutex::new(HashMap::new()),
-                global: Arc::new(GlobalMetrics::default()),
-                access: ArcSwap::from_pointee(AccessLog::default()),
-                health_started: AtomicBool::new(false),
-                sweeper_started: AtomicBool::new(false),
-            }),
+            shared: Arc::new(Shared::new(settings)),
         })
     }
 
@@ -178,7 +139,7 @@ impl ProxyRouter {
     pub fn endpoint_healthy(&self, endpoint: SocketAddr) -> Option<bool> {
         lock(&self.shared.registry)
             .get(&endpoint)
-            .map(|e| e.usable(crate::table::now_ms()))
+            .map(|e| e.usable(now_ms()))
     }
 
     /// The metrics in Prometheus text format (what the admin listener serves at `/metrics`).
@@ -188,7 +149,7 @@ impl ProxyRouter {
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect();
         apps.sort_by(|a, b| a.0.cmp(&b.0));
-        let now = crate::table::now_ms();
+        let now = now_ms();
         let mut endpoints: Vec<EndpointSample> = lock(&self.shared.registry)
             .values()
             .map(|e| EndpointSample {
@@ -286,7 +247,7 @@ impl ProxyRouter {
         }
         if let Some(hc) = self.shared.settings.health_check.clone() {
             if !self.shared.health_started.swap(true, Ordering::SeqCst) {
-                tokio::spawn(crate::health::run(Arc::downgrade(&self.shared), hc));
+                tokio::spawn(health::run(Arc::downgrade(&self.shared), hc));
             }
         }
     }
@@ -441,34 +402,6 @@ async fn sweep_pools(shared: std::sync::Weak<Shared>) {
     }
 }
 
-/// The signal telling a listener's connections to finish (a small future to wait on: every
-/// idle connection's task holds one).
-#[derive(Debug, Default)]
-pub(crate) struct Stop {
-    set: AtomicBool,
-    notify: Notify,
-}
-
-impl Stop {
-    fn set(&self) {
-        self.set.store(true, Ordering::SeqCst);
-        self.notify.notify_waiters();
-    }
-
-    pub(crate) fn is_set(&self) -> bool {
-        self.set.load(Ordering::Relaxed)
-    }
-
-    pub(crate) async fn wait(&self) {
-        let notified = self.notify.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        if !self.set.load(Ordering::SeqCst) {
-            notified.await;
-        }
-    }
-}
-
 /// Sets up an accepted connection and spawns its task.
 fn spawn_connection(
     shared: Arc<Shared>,
@@ -487,10 +420,10 @@ fn spawn_connection(
         .trusted_proxies
         .iter()
         .any(|net| net.contains(peer.ip()));
-    let client = crate::engine::Client::new(peer, port, trusted);
+    let client = Client::new(peer, port, trusted);
     tokio::spawn(async move {
         let global = shared.global.clone();
-        crate::engine::serve(shared, stream, client, stop).await;
+        engine::serve(shared, stream, client, stop).await;
         global.connections_open.fetch_sub(1, Ordering::Relaxed);
         if open.0.fetch_sub(1, Ordering::SeqCst) == 1 {
             open.1.notify_waiters();

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use paas_core::{AppName, Domain, Error, Result, Route};
-use serde_json::Value;
+use serde::{Deserialize, Deserializer};
 
 use crate::settings::Balance;
 
@@ -22,6 +22,42 @@ pub struct RoutesFile {
     pub balance: BTreeMap<AppName, Balance>,
 }
 
+/// The file as written; field paths in errors come from `serde_path_to_error`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSpec {
+    apps: BTreeMap<String, AppSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AppSpec {
+    #[serde(default)]
+    hosts: Option<Vec<Domain>>,
+    endpoints: Vec<Endpoint>,
+    #[serde(default)]
+    balance: Option<Balance>,
+}
+
+/// An `IP:PORT` with a port that is not 0.
+struct Endpoint(SocketAddr);
+
+impl<'de> Deserialize<'de> for Endpoint {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let addr: SocketAddr = text.parse().map_err(|_| {
+            serde::de::Error::custom(format!(
+                "\"{}\" is not an IP:PORT address",
+                text.escape_debug()
+            ))
+        })?;
+        if addr.port() == 0 {
+            return Err(serde::de::Error::custom("port must not be 0"));
+        }
+        Ok(Endpoint(addr))
+    }
+}
+
 fn bad(field: &str, rule: impl std::fmt::Display) -> Error {
     Error::invalid(format!("{field}: {rule}")).with_operation("parse routes file")
 }
@@ -29,7 +65,7 @@ fn bad(field: &str, rule: impl std::fmt::Display) -> Error {
 impl RoutesFile {
     /// Parses and validates the JSON text. Nothing is partially accepted.
     pub fn parse(text: &str) -> Result<Self> {
-        let root: Value = serde_json::from_str(text).map_err(|e| {
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
             bad(
                 "routes file",
                 format!(
@@ -39,124 +75,47 @@ impl RoutesFile {
                 ),
             )
         })?;
-        let Value::Object(root) = root else {
-            return Err(bad(
-                "routes file",
-                "must be a JSON object with an \"apps\" field",
-            ));
-        };
-        for key in root.keys() {
-            if key != "apps" {
-                return Err(bad(key, "unknown field (expected only \"apps\")"));
-            }
-        }
-        let Some(apps) = root.get("apps") else {
-            return Err(bad("apps", "missing (an object of app name to route)"));
-        };
-        let Value::Object(apps) = apps else {
-            return Err(bad("apps", "must be an object of app name to route"));
-        };
+        let spec: FileSpec = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let rule = e.into_inner().to_string();
+            // A missing field is named by its own path, not its parent's.
+            let named = rule
+                .strip_prefix("missing field `")
+                .and_then(|rest| rest.split('`').next());
+            let field = match (path.as_str(), named) {
+                (".", Some(f)) => f.to_string(),
+                (".", None) => "routes file".to_string(),
+                (p, Some(f)) => format!("{p}.{f}"),
+                (p, None) => p.to_string(),
+            };
+            bad(&field, rule)
+        })?;
         let mut out = RoutesFile::default();
         let mut owners: BTreeMap<Domain, AppName> = BTreeMap::new();
-        for (name, spec) in apps {
+        for (name, spec) in spec.apps {
             let field = format!("apps.{name}");
-            let app = AppName::new(name.clone()).map_err(|e| bad(&field, e.message()))?;
-            let Value::Object(spec) = spec else {
-                return Err(bad(
-                    &field,
-                    "must be an object with \"endpoints\" (and optional \"hosts\", \"balance\")",
-                ));
-            };
-            for key in spec.keys() {
-                if !matches!(key.as_str(), "hosts" | "endpoints" | "balance") {
-                    return Err(bad(
-                        &format!("{field}.{key}"),
-                        "unknown field (expected \"hosts\", \"endpoints\" or \"balance\")",
-                    ));
-                }
-            }
-            let mut hosts = Vec::new();
-            match spec.get("hosts") {
-                None | Some(Value::Null) => {}
-                Some(Value::Array(items)) => {
-                    for (i, h) in items.iter().enumerate() {
-                        let f = format!("{field}.hosts[{i}]");
-                        let Value::String(h) = h else {
-                            return Err(bad(&f, "must be a string"));
-                        };
-                        let d = Domain::new(h.clone()).map_err(|e| bad(&f, e.message()))?;
-                        if let Some(other) = owners.insert(d.clone(), app.clone()) {
-                            if other != app {
-                                return Err(bad(
-                                    &f,
-                                    format!("host \"{d}\" is already listed by app \"{other}\""),
-                                ));
-                            }
-                        }
-                        if !hosts.contains(&d) {
-                            hosts.push(d);
-                        }
+            let app = AppName::new(name).map_err(|e| bad(&field, e.message()))?;
+            let mut hosts: Vec<Domain> = Vec::new();
+            for (i, d) in spec.hosts.unwrap_or_default().into_iter().enumerate() {
+                if let Some(other) = owners.insert(d.clone(), app.clone()) {
+                    if other != app {
+                        return Err(bad(
+                            &format!("{field}.hosts[{i}]"),
+                            format!("host \"{d}\" is already listed by app \"{other}\""),
+                        ));
                     }
                 }
-                Some(_) => {
-                    return Err(bad(
-                        &format!("{field}.hosts"),
-                        "must be an array of hostnames",
-                    ))
+                if !hosts.contains(&d) {
+                    hosts.push(d);
                 }
             }
-            let mut endpoints = Vec::new();
-            match spec.get("endpoints") {
-                Some(Value::Array(items)) => {
-                    for (i, e) in items.iter().enumerate() {
-                        let f = format!("{field}.endpoints[{i}]");
-                        let Value::String(e) = e else {
-                            return Err(bad(&f, "must be a string \"IP:PORT\""));
-                        };
-                        let addr: SocketAddr = e.parse().map_err(|_| {
-                            bad(
-                                &f,
-                                format!("\"{}\" is not an IP:PORT address", e.escape_debug()),
-                            )
-                        })?;
-                        if addr.port() == 0 {
-                            return Err(bad(&f, "port must not be 0"));
-                        }
-                        endpoints.push(addr);
-                    }
-                }
-                None => {
-                    return Err(bad(
-                        &format!("{field}.endpoints"),
-                        "missing (an array of \"IP:PORT\")",
-                    ))
-                }
-                Some(_) => {
-                    return Err(bad(
-                        &format!("{field}.endpoints"),
-                        "must be an array of \"IP:PORT\"",
-                    ))
-                }
-            }
-            match spec.get("balance") {
-                None | Some(Value::Null) => {}
-                Some(Value::String(b)) => {
-                    let b: Balance = b
-                        .parse()
-                        .map_err(|e: Error| bad(&format!("{field}.balance"), e.message()))?;
-                    out.balance.insert(app.clone(), b);
-                }
-                Some(_) => {
-                    return Err(bad(
-                        &format!("{field}.balance"),
-                        "must be \"least_in_flight\" or \"round_robin\"",
-                    ))
-                }
+            if let Some(b) = spec.balance {
+                out.balance.insert(app.clone(), b);
             }
             out.routes.push(Route {
                 app,
                 hosts,
-                endpoints,
+                endpoints: spec.endpoints.into_iter().map(|e| e.0).collect(),
             });
         }
         out.routes.sort_by(|a, b| a.app.cmp(&b.app));

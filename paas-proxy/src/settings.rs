@@ -5,7 +5,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use paas_core::{AppName, Domain, Error, Result};
+use paas_core::{AppName, Domain, Error, HealthCheck, Result};
 use serde::{Deserialize, Serialize};
 
 /// How requests are spread over an app's endpoints.
@@ -34,27 +34,15 @@ impl std::str::FromStr for Balance {
     }
 }
 
-/// What an active health check does.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum HealthProbe {
-    /// A TCP connect succeeds.
-    Tcp,
-    /// `GET path` answers with a status below 400.
-    Http {
-        /// Path, starting with `/`.
-        path: String,
-    },
-}
-
 /// Active health checks: every `interval`, each routed endpoint is probed; after
 /// `unhealthy_threshold` failures in a row it gets no requests, after `healthy_threshold`
 /// successes in a row it gets them again.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct ActiveHealthCheck {
-    /// The probe.
-    pub probe: HealthProbe,
+    /// The probe: paas-core's [`HealthCheck`] (`Tcp`, or `Http` with a path; `Running` probes
+    /// like `Tcp`), run by [`paas_core::probe`], as the schedulers run it.
+    pub probe: HealthCheck,
     /// Time between probes of one endpoint.
     pub interval: Duration,
     /// A probe slower than this fails.
@@ -69,7 +57,7 @@ impl ActiveHealthCheck {
     /// TCP connect checks every 2 s (1 s timeout, out after 2 failures, back after 1 success).
     pub fn tcp() -> Self {
         ActiveHealthCheck {
-            probe: HealthProbe::Tcp,
+            probe: HealthCheck::Tcp,
             interval: Duration::from_secs(2),
             timeout: Duration::from_secs(1),
             unhealthy_threshold: 2,
@@ -78,11 +66,13 @@ impl ActiveHealthCheck {
     }
 
     /// HTTP `GET path` checks, with the same timings as [`ActiveHealthCheck::tcp`].
-    pub fn http(path: impl Into<String>) -> Self {
-        ActiveHealthCheck {
-            probe: HealthProbe::Http { path: path.into() },
+    ///
+    /// Errors: `InvalidInput` when `path` is not a valid health check path.
+    pub fn http(path: impl Into<String>) -> Result<Self> {
+        Ok(ActiveHealthCheck {
+            probe: HealthCheck::http(path)?,
             ..Self::tcp()
-        }
+        })
     }
 
     /// Sets the interval.
@@ -108,70 +98,46 @@ impl ActiveHealthCheck {
 /// An IP network in CIDR notation: `10.0.0.0/8`, `fd00::/8`; a bare address is one host
 /// (`/32` or `/128`). IPv4-mapped IPv6 peers (`::ffff:10.1.2.3`) match IPv4 networks.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct IpNet {
-    addr: IpAddr,
-    prefix: u8,
-}
+pub struct IpNet(ipnet::IpNet);
 
 impl IpNet {
     /// The network `addr/prefix`. The prefix is at most 32 (IPv4) or 128 (IPv6), and `addr`
     /// has no bits set past it (`10.0.0.0/8`, not `10.1.2.3/8`).
     pub fn new(addr: IpAddr, prefix: u8) -> Result<Self> {
         let addr = addr.to_canonical();
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        if prefix > max {
-            return Err(Error::invalid(format!(
-                "invalid network \"{addr}/{prefix}\": the prefix length of an {} network is at most {max}",
-                if max == 32 { "IPv4" } else { "IPv6" }
-            )));
-        }
-        let net = IpNet { addr, prefix };
-        if net.masked(addr) != bits(addr) {
+        let net = ipnet::IpNet::new(addr, prefix).map_err(|_| {
+            let (family, max) = if addr.is_ipv4() { ("IPv4", 32) } else { ("IPv6", 128) };
+            Error::invalid(format!(
+                "invalid network \"{addr}/{prefix}\": the prefix length of an {family} network is at most {max}"
+            ))
+        })?;
+        if net.trunc() != net {
             return Err(Error::invalid(format!(
                 "invalid network \"{addr}/{prefix}\": the address has bits set past the /{prefix} prefix"
             )));
         }
-        Ok(net)
+        Ok(IpNet(net))
     }
 
     /// The network's first address.
     pub fn addr(&self) -> IpAddr {
-        self.addr
+        self.0.addr()
     }
 
     /// The prefix length.
     pub fn prefix(&self) -> u8 {
-        self.prefix
+        self.0.prefix_len()
     }
 
-    /// Whether `ip` is in this network.
+    /// Whether `ip` is in this network (IPv4-mapped IPv6 addresses count as IPv4).
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = ip.to_canonical();
-        ip.is_ipv4() == self.addr.is_ipv4() && self.masked(ip) == bits(self.addr)
-    }
-
-    fn masked(&self, ip: IpAddr) -> u128 {
-        let width = if ip.is_ipv4() { 32 } else { 128 };
-        let host_bits = width - u32::from(self.prefix);
-        let mask = if host_bits >= 128 {
-            0
-        } else {
-            !0u128 << host_bits
-        };
-        bits(ip) & mask
-    }
-}
-
-fn bits(ip: IpAddr) -> u128 {
-    match ip {
-        IpAddr::V4(v4) => u128::from(u32::from(v4)),
-        IpAddr::V6(v6) => u128::from(v6),
+        self.0.contains(&ip.to_canonical())
     }
 }
 
 impl fmt::Display for IpNet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
+        write!(f, "{}/{}", self.addr(), self.prefix())
     }
 }
 
@@ -366,16 +332,7 @@ impl ProxySettings {
             if hc.unhealthy_threshold == 0 || hc.healthy_threshold == 0 {
                 return Err(Error::invalid("health_check thresholds must be at least 1"));
             }
-            if let HealthProbe::Http { path } = &hc.probe {
-                let ok = path.starts_with('/')
-                    && path.len() <= 1024
-                    && path.bytes().all(|b| b.is_ascii_graphic());
-                if !ok {
-                    return Err(Error::invalid(
-                        "health_check.path must start with '/' and contain only visible ASCII (at most 1024 characters)",
-                    ));
-                }
-            }
+            // The path was checked when the HealthCheck was made (HealthPath).
         }
         Ok(())
     }

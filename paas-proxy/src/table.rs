@@ -4,20 +4,15 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::sync::Arc;
 
 use paas_core::{AppName, Route};
 use tokio::sync::Notify;
 
+use crate::clock::now_ms;
 use crate::metrics::AppMetrics;
 use crate::settings::Balance;
-
-/// Milliseconds since a process-wide epoch: a cheap monotonic clock for atomics.
-pub(crate) fn now_ms() -> u64 {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
-}
+use crate::upstream::Pool;
 
 /// One upstream address and its live state. Shared by every table that routes to it, so
 /// in-flight counts survive route swaps.
@@ -42,7 +37,7 @@ pub(crate) struct Endpoint {
     pub(crate) closing: AtomicBool,
     pub(crate) close_tunnels: Notify,
     /// Idle keep-alive connections to this endpoint.
-    pub(crate) pool: crate::upstream::Pool,
+    pub(crate) pool: Pool,
 }
 
 impl Endpoint {
@@ -59,7 +54,7 @@ impl Endpoint {
             idle: Notify::new(),
             closing: AtomicBool::new(false),
             close_tunnels: Notify::new(),
-            pool: crate::upstream::Pool::new(max_idle),
+            pool: Pool::new(max_idle),
         }
     }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-use crate::table::now_ms;
+use crate::clock::now_ms;
 
 /// One connection to an endpoint.
 #[derive(Debug)]

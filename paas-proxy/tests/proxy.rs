@@ -166,6 +166,7 @@ async fn active_health_checks_take_dead_endpoints_out() {
     let mut settings = ProxySettings::default();
     settings.health_check = Some(
         ActiveHealthCheck::http("/")
+            .unwrap()
             .with_interval(Duration::from_millis(50))
             .with_timeout(Duration::from_millis(500))
             .with_thresholds(2, 1),
