@@ -67,23 +67,37 @@ pub(crate) fn render(
     endpoints: &[EndpointSample],
 ) -> String {
     let mut out = String::with_capacity(4096);
+    write_requests(&mut out, apps);
+    write_latency(&mut out, apps);
+    write_per_app(&mut out, apps);
+    write_endpoints(&mut out, endpoints);
+    write_globals(&mut out, global);
+    out
+}
+
+/// Responses by app and status class.
+fn write_requests(out: &mut String, apps: &[(String, std::sync::Arc<AppMetrics>)]) {
     let classes = ["1xx", "2xx", "3xx", "4xx", "5xx"];
     let _ = writeln!(
-        out,
+        *out,
         "# HELP paas_proxy_requests_total Responses sent, by app and status class.\n# TYPE paas_proxy_requests_total counter"
     );
     for (app, m) in apps {
         let app = escape_label(app);
         for (i, c) in classes.iter().enumerate() {
             let _ = writeln!(
-                out,
+                *out,
                 "paas_proxy_requests_total{{app=\"{app}\",class=\"{c}\"}} {}",
                 m.responses[i].load(Relaxed)
             );
         }
     }
+}
+
+/// The request duration histogram of each app.
+fn write_latency(out: &mut String, apps: &[(String, std::sync::Arc<AppMetrics>)]) {
     let _ = writeln!(
-        out,
+        *out,
         "# HELP paas_proxy_request_duration_seconds Time from request head to response head.\n# TYPE paas_proxy_request_duration_seconds histogram"
     );
     for (app, m) in apps {
@@ -92,25 +106,29 @@ pub(crate) fn render(
         for (i, b) in BUCKETS.iter().enumerate() {
             cumulative += m.latency[i].load(Relaxed);
             let _ = writeln!(
-                out,
+                *out,
                 "paas_proxy_request_duration_seconds_bucket{{app=\"{app}\",le=\"{b}\"}} {cumulative}"
             );
         }
         cumulative += m.latency[BUCKETS.len()].load(Relaxed);
         let _ = writeln!(
-            out,
+            *out,
             "paas_proxy_request_duration_seconds_bucket{{app=\"{app}\",le=\"+Inf\"}} {cumulative}"
         );
         let _ = writeln!(
-            out,
+            *out,
             "paas_proxy_request_duration_seconds_sum{{app=\"{app}\"}} {}",
             m.latency_sum_us.load(Relaxed) as f64 / 1e6
         );
         let _ = writeln!(
-            out,
+            *out,
             "paas_proxy_request_duration_seconds_count{{app=\"{app}\"}} {cumulative}"
         );
     }
+}
+
+/// Per-app gauges and counters: in flight, upstream errors, retries.
+fn write_per_app(out: &mut String, apps: &[(String, std::sync::Arc<AppMetrics>)]) {
     type PerApp = (
         &'static str,
         &'static str,
@@ -138,33 +156,41 @@ pub(crate) fn render(
         ),
     ];
     for (name, kind, help, get) in per_app {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        let _ = writeln!(*out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for (app, m) in apps {
-            let _ = writeln!(out, "{name}{{app=\"{}\"}} {}", escape_label(app), get(m));
+            let _ = writeln!(*out, "{name}{{app=\"{}\"}} {}", escape_label(app), get(m));
         }
     }
+}
+
+/// Per-endpoint in-flight counts and health.
+fn write_endpoints(out: &mut String, endpoints: &[EndpointSample]) {
     let _ = writeln!(
-        out,
+        *out,
         "# HELP paas_proxy_endpoint_in_flight Requests and upgraded connections in flight per endpoint.\n# TYPE paas_proxy_endpoint_in_flight gauge"
     );
     for e in endpoints {
         let _ = writeln!(
-            out,
+            *out,
             "paas_proxy_endpoint_in_flight{{endpoint=\"{}\"}} {}",
             e.addr, e.in_flight
         );
     }
     let _ = writeln!(
-        out,
+        *out,
         "# HELP paas_proxy_endpoint_healthy Whether the endpoint gets requests (1) or is ejected (0).\n# TYPE paas_proxy_endpoint_healthy gauge"
     );
     for e in endpoints {
         let _ = writeln!(
-            out,
+            *out,
             "paas_proxy_endpoint_healthy{{endpoint=\"{}\"}} {}",
             e.addr, e.healthy as u8
         );
     }
+}
+
+/// Router-wide counters and gauges.
+fn write_globals(out: &mut String, global: &GlobalMetrics) {
     let globals: [(&str, &str, &str, i64); 7] = [
         (
             "paas_proxy_unrouted_requests_total",
@@ -211,9 +237,8 @@ pub(crate) fn render(
     ];
     for (name, kind, help, v) in globals {
         let _ = writeln!(
-            out,
+            *out,
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
         );
     }
-    out
 }
