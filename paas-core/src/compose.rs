@@ -149,6 +149,14 @@ impl PlatformComposer {
     }
 }
 
+impl Platform {
+    /// Starts composing a platform: name each backend, set shared values, then
+    /// [`compose`](PlatformComposer::compose).
+    pub fn composer() -> PlatformComposer {
+        PlatformComposer::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,8 @@ use http_body::Body;
 use http_body_util::BodyExt;
 use sha1::{Digest, Sha1};
 
-use crate::http::BoxError;
+/// A boxed, thread-safe error (what a request body may fail with).
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Bodies larger than this go to a temporary file.
 pub(crate) const SPOOL_AT: usize = 8 * 1024 * 1024;

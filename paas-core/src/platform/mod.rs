@@ -78,12 +78,6 @@ fn keys_of(update: &ConfigUpdate) -> String {
 }
 
 impl Platform {
-    /// Starts composing a platform: name each backend, set shared values, then
-    /// [`compose`](crate::PlatformComposer::compose).
-    pub fn composer() -> crate::PlatformComposer {
-        crate::PlatformComposer::new()
-    }
-
     /// The six backends and settings, checked by [`PlatformComposer::compose`].
     ///
     /// [`PlatformComposer::compose`]: crate::PlatformComposer::compose
