@@ -39,60 +39,64 @@ use paas::sqlite::SqliteReleaseStore;
 #[command(name = "paasd", version, about)]
 struct Args {
     /// Where repositories, the database, logs and the token live.
-    #[arg(long, default_value = "./.paas")]
+    #[arg(long, default_value = "./.paas", env = "PAAS_DATA_DIR")]
     data_dir: PathBuf,
     /// The API and git endpoint address.
-    #[arg(long, default_value = "127.0.0.1:7070")]
+    #[arg(long, default_value = "127.0.0.1:7070", env = "PAAS_API_ADDR")]
     api_addr: SocketAddr,
     /// The router (app traffic) address.
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    #[arg(long, default_value = "127.0.0.1:8080", env = "PAAS_HTTP_ADDR")]
     http_addr: SocketAddr,
     /// The API token (default: $PAAS_TOKEN, else one stored in DATA_DIR/token, generated once).
     #[arg(long, env = "PAAS_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// The stack image apps run on (default: a busybox stack, created if missing).
-    #[arg(long)]
+    #[arg(long, env = "PAAS_STACK")]
     stack: Option<String>,
     /// Apps answer at APP.BASE_DOMAIN on the router.
-    #[arg(long, default_value = "localhost")]
+    #[arg(long, default_value = "localhost", env = "PAAS_BASE_DOMAIN")]
     base_domain: String,
     /// Health check of new web processes: an HTTP path (`/up`) that must answer below 400;
     /// without it, a TCP connect to `PORT`. An app's PAAS_HEALTHCHECK_PATH config var
     /// overrides it for that app.
-    #[arg(long)]
+    #[arg(long, env = "PAAS_HEALTH_PATH")]
     health_path: Option<String>,
     /// Seconds new processes have to become healthy before a deploy fails.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 60, env = "PAAS_HEALTH_TIMEOUT")]
     health_timeout: u64,
     /// Seconds between SIGTERM and SIGKILL when stopping processes.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, env = "PAAS_STOP_GRACE")]
     stop_grace: u64,
     /// Seconds old endpoints may finish in-flight requests during a deploy.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 30, env = "PAAS_DRAIN_TIMEOUT")]
     drain_timeout: u64,
     /// A directory of classic buildpacks (each a directory with bin/detect and bin/compile).
-    #[arg(long)]
+    #[arg(long, env = "PAAS_BUILDPACKS")]
     buildpacks: Option<PathBuf>,
     /// Let apps' BUILDPACK_URL name local paths, file:// URLs and private or loopback hosts
     /// (off: only https/http/git URLs of public hosts, so an app cannot clone another app's
     /// repository or reach loopback-only services).
-    #[arg(long)]
+    #[arg(long, env = "PAAS_ALLOW_LOCAL_BUILDPACK_URLS")]
     allow_local_buildpack_urls: bool,
     /// Identifies this platform's containers on a shared engine.
-    #[arg(long, default_value = "paasd")]
+    #[arg(long, default_value = "paasd", env = "PAAS_PLATFORM_ID")]
     platform_id: String,
     /// A network of proxies in front of the router (e.g. a TLS load balancer: `10.0.0.0/8`)
     /// whose X-Forwarded-For/-Proto/-Host/-Port reach apps; repeatable. From any other client
     /// these headers are replaced.
-    #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = parse_net)]
+    #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = parse_net, env = "PAAS_TRUSTED_PROXIES", value_delimiter = ',')]
     trusted_proxies: Vec<IpNet>,
     /// At most this many open connections to the API and git endpoint; more wait in the
     /// kernel's backlog (they hold no descriptor the router needs).
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 512, env = "PAAS_API_MAX_CONNECTIONS")]
     api_max_connections: usize,
     /// Seconds a client has to send a whole request head to the API (then it is closed).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, env = "PAAS_API_HEADER_TIMEOUT")]
     api_header_timeout: u64,
+    /// How the daemon's own log lines are written: `text` for people, `json` (one object per
+    /// line) for log collectors.
+    #[arg(long, env = "PAAS_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
 }
 
 fn parse_net(s: &str) -> std::result::Result<IpNet, String> {
@@ -101,14 +105,17 @@ fn parse_net(s: &str) -> std::result::Result<IpNet, String> {
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PAAS_LOG")
-                .unwrap_or_else(|_| "info,hyper=warn,bollard=warn,sqlx=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PAAS_LOG")
+        .unwrap_or_else(|_| "info,hyper=warn,bollard=warn,sqlx=warn".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if args.log_format == "json" {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     // Every routed connection holds two descriptors (client and app).
     let open_files = paas::proxy::raise_open_files_limit();
     tracing::debug!(?open_files, "open files limit");

@@ -779,3 +779,71 @@ async fn progress_for_a_client_that_stops_reading_is_bounded() {
         "the result still arrives"
     );
 }
+
+/// A scheduler whose engine is down: every listing fails.
+#[derive(Debug)]
+struct DownScheduler(MemoryScheduler);
+
+#[paas_core::async_trait]
+impl paas_core::Scheduler for DownScheduler {
+    async fn start(
+        &self,
+        req: paas_core::StartRequest,
+    ) -> paas_core::Result<Vec<paas_core::Instance>> {
+        self.0.start(req).await
+    }
+    async fn wait_healthy(&self, req: paas_core::HealthRequest) -> paas_core::Result<()> {
+        self.0.wait_healthy(req).await
+    }
+    async fn stop(&self, req: paas_core::StopRequest) -> paas_core::Result<()> {
+        self.0.stop(req).await
+    }
+    async fn list(&self, _: Option<&AppName>) -> paas_core::Result<Vec<paas_core::Instance>> {
+        Err(paas_core::Error::unavailable("the engine does not answer"))
+    }
+    async fn run_once(
+        &self,
+        req: paas_core::RunRequest,
+    ) -> paas_core::Result<paas_core::RunHandle> {
+        self.0.run_once(req).await
+    }
+    async fn converge(
+        &self,
+        req: paas_core::ConvergeRequest,
+    ) -> paas_core::Result<paas_core::ConvergeReport> {
+        self.0.converge(req).await
+    }
+    fn events(&self) -> futures::stream::BoxStream<'static, paas_core::InstanceEvent> {
+        self.0.events()
+    }
+}
+
+#[tokio::test]
+async fn health_and_readiness_need_no_token_and_readiness_names_what_is_down() {
+    let (_, client) = api().await;
+    let base = client.base_url().to_string();
+    let healthz = reqwest::get(format!("{base}/healthz")).await.unwrap();
+    assert_eq!(healthz.status(), StatusCode::OK);
+    let readyz = reqwest::get(format!("{base}/readyz")).await.unwrap();
+    assert_eq!(readyz.status(), StatusCode::OK);
+    let body: serde_json::Value = readyz.json().await.unwrap();
+    assert_eq!(body["status"], "ready");
+
+    let platform = Platform::composer()
+        .sources(MemorySourceStore::new())
+        .builder(MemoryBuilder::new())
+        .store(MemoryReleaseStore::new())
+        .scheduler(DownScheduler(MemoryScheduler::new()))
+        .router(MemoryRouter::new())
+        .log_sink(MemoryLogSink::new())
+        .compose()
+        .unwrap();
+    let url = serve(ApiServer::new(platform, StaticTokenAuthorizer::new(TOKEN)).router()).await;
+    let readyz = reqwest::get(format!("{url}/readyz")).await.unwrap();
+    assert_eq!(readyz.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: serde_json::Value = readyz.json().await.unwrap();
+    assert_eq!(body["failing"], serde_json::json!(["scheduler"]));
+    // Alive all the same.
+    let healthz = reqwest::get(format!("{url}/healthz")).await.unwrap();
+    assert_eq!(healthz.status(), StatusCode::OK);
+}

@@ -9,6 +9,7 @@ mod error;
 mod extract;
 mod ndjson;
 mod openapi;
+mod probes;
 mod processes;
 mod releases;
 mod serve;
@@ -108,6 +109,9 @@ pub(crate) struct Ctx {
 /// # let _ = app; }
 /// ```
 ///
+/// `GET /healthz` (alive) and `GET /readyz` (the store and the scheduler answer; 503 naming the
+/// ones that do not) need no credentials: they are for load balancers and supervisors.
+///
 /// Every `/v1` route asks the authorizer first (401/403 as it decides), then answers JSON, an
 /// [`ErrorBody`](paas_core::ErrorBody) with a matching status, or an NDJSON stream of
 /// [`StreamEvent`](crate::StreamEvent)s. `GET /v1/openapi.json` describes them all and needs
@@ -160,6 +164,8 @@ impl ApiServer {
                 ctx.clone(),
                 auth::authorize,
             ))
+            .route("/healthz", axum::routing::get(probes::healthz))
+            .route("/readyz", axum::routing::get(probes::readyz))
             .route(
                 "/v1/openapi.json",
                 axum::routing::get(move || {
