@@ -165,10 +165,12 @@ async fn run(args: Args) -> paas::core::Result<()> {
         .with_api_url(format!("http://{api_addr}"))
         .with_router_url(format!("http://{router_addr}"));
     let git = git_service(&platform, router_addr, sources, auth.clone());
-    let app = ApiServer::new(platform.clone(), auth)
-        .settings(api_settings)
-        .router()
-        .fallback_service(git);
+    let app = with_operator_layers(
+        ApiServer::new(platform.clone(), auth)
+            .settings(api_settings)
+            .router()
+            .fallback_service(git),
+    );
     // The API port faces the same clients as the router: heads have a deadline and
     // connections a cap, so it can never take the descriptors the router needs.
     let limits = ServeSettings::default()
@@ -190,6 +192,38 @@ async fn run(args: Args) -> paas::core::Result<()> {
     let _ = tokio::time::timeout(grace, api_task).await;
     let _ = tokio::time::timeout(grace, router_task).await;
     Ok(())
+}
+
+/// The layers an operator expects around the API and git endpoint: a request id on every
+/// request and answer (`x-request-id`, kept when a proxy in front set one), a tracing span per
+/// request (method, path, status, latency; `PAAS_LOG=tower_http=debug` shows them), and a
+/// panic in a handler answered as a JSON 500 instead of a dropped connection.
+fn with_operator_layers(app: axum::Router) -> axum::Router {
+    use tower_http::request_id::{
+        MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+    };
+    #[derive(Clone, Copy)]
+    struct RandomIds;
+    impl MakeRequestId for RandomIds {
+        fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+            let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+            axum::http::HeaderValue::from_str(&id)
+                .ok()
+                .map(RequestId::new)
+        }
+    }
+    let panicked = |_: Box<dyn std::any::Any + Send>| {
+        let body = r#"{"kind":"internal","message":"the server failed while answering (a bug; see the daemon's log)"}"#;
+        axum::http::Response::builder()
+            .status(500)
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body))
+            .expect("static response")
+    };
+    app.layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(SetRequestIdLayer::x_request_id(RandomIds))
 }
 
 /// Creates the data directory: tokens, the database (sealed config), logs and repositories

@@ -119,6 +119,11 @@ fn half_sent_heads_on_the_api_port_do_not_take_the_router_down() {
             .filter(|r| r.status == 200)
     });
     assert_eq!(r.status, 200);
+    // Every answer carries a request id; one a proxy in front set is kept.
+    assert!(
+        r.header("x-request-id").is_some_and(|id| id.len() == 32),
+        "{r:?}"
+    );
 }
 
 #[test]
