@@ -151,6 +151,40 @@ impl MemoryLogSink {
         self
     }
 
+    /// Appends to an app whose entry exists (one lock); gives the line back otherwise.
+    fn append_loaded(&self, line: LogLine) -> std::result::Result<(), LogLine> {
+        let mut apps = lock(&self.apps);
+        let Some(log) = apps.get_mut(&line.app) else {
+            return Err(line);
+        };
+        let capacity = self.capacity;
+        if let (Some(files), Some(f)) = (&self.files, &mut log.file) {
+            if let Ok(mut json) = serde_json::to_vec(&line) {
+                json.push(b'\n');
+                if f.len > 0 && f.len + json.len() as u64 > files.max_bytes {
+                    match files.rotate(&line.app) {
+                        Ok(new) => *f = new,
+                        Err(e) => {
+                            tracing::warn!(app = %line.app, error = %e, "could not rotate log file")
+                        }
+                    }
+                }
+                match f.file.write_all(&json) {
+                    Ok(()) => f.len += json.len() as u64,
+                    Err(e) => {
+                        tracing::warn!(app = %line.app, error = %e, "could not append to log file")
+                    }
+                }
+            }
+        }
+        if log.ring.len() == capacity {
+            log.ring.pop_front();
+        }
+        log.ring.push_back(line.clone());
+        let _ = log.tx.send(line);
+        Ok(())
+    }
+
     /// Makes sure the app's entry exists, loading its files' tail off the runtime's threads.
     async fn ensure(&self, app: &AppName) {
         if lock(&self.apps).contains_key(app) {
@@ -212,36 +246,12 @@ fn read_tail(path: &Path, n: usize) -> VecDeque<LogLine> {
 #[async_trait]
 impl LogSink for MemoryLogSink {
     async fn append(&self, line: LogLine) -> Result<()> {
-        self.ensure(&line.app).await;
-        let mut apps = lock(&self.apps);
-        let capacity = self.capacity;
-        let Some(log) = apps.get_mut(&line.app) else {
-            return Ok(()); // removed meanwhile
-        };
-        if let (Some(files), Some(f)) = (&self.files, &mut log.file) {
-            if let Ok(mut json) = serde_json::to_vec(&line) {
-                json.push(b'\n');
-                if f.len > 0 && f.len + json.len() as u64 > files.max_bytes {
-                    match files.rotate(&line.app) {
-                        Ok(new) => *f = new,
-                        Err(e) => {
-                            tracing::warn!(app = %line.app, error = %e, "could not rotate log file")
-                        }
-                    }
-                }
-                match f.file.write_all(&json) {
-                    Ok(()) => f.len += json.len() as u64,
-                    Err(e) => {
-                        tracing::warn!(app = %line.app, error = %e, "could not append to log file")
-                    }
-                }
-            }
+        if let Err(line) = self.append_loaded(line) {
+            // First line of this app since start: load its files' tail (off the runtime).
+            self.ensure(&line.app).await;
+            // Dropped only if the app was removed meanwhile.
+            let _ = self.append_loaded(line);
         }
-        if log.ring.len() == capacity {
-            log.ring.pop_front();
-        }
-        log.ring.push_back(line.clone());
-        let _ = log.tx.send(line);
         Ok(())
     }
 

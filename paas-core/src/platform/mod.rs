@@ -29,7 +29,7 @@ mod settings;
 mod watcher;
 
 pub use request::{AppStatus, DeployRequest, DeploySource};
-pub(crate) use settings::check_health_path;
+pub(crate) use settings::health_path_var;
 pub use settings::{PlatformSettings, Progress, BUILD_LOG_LINES, HEALTHCHECK_PATH_VAR};
 
 struct Inner {

@@ -42,7 +42,7 @@ impl Platform {
         }
         for (key, value) in &update.set {
             if key.as_str() == HEALTHCHECK_PATH_VAR {
-                check_health_path(value.expose())?;
+                health_path_var(value.expose())?;
             }
         }
         let _g = self.lock_app(app).await;

@@ -309,10 +309,9 @@ impl Platform {
     /// var if set, else the platform's [`PlatformSettings::health_check`].
     pub(super) fn web_check(&self, release: &Release) -> Result<HealthCheck> {
         match release.config.get(HEALTHCHECK_PATH_VAR) {
-            Some(v) => {
-                check_health_path(v.expose())?;
-                HealthCheck::http(v.expose())
-            }
+            Some(v) => Ok(HealthCheck::Http {
+                path: health_path_var(v.expose())?,
+            }),
             None => Ok(self.inner.settings.health_check.clone()),
         }
     }

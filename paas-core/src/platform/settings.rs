@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::model::Domain;
+use crate::model::{Domain, HealthPath};
 use crate::traits::{HealthCheck, OutputSender};
 
 /// At most this many lines of one build's output go to the app's log (the user who deploys
@@ -19,11 +19,10 @@ pub type Progress = OutputSender;
 /// [`PlatformSettings::health_check`] (like Deis's `HEALTHCHECK_URL`).
 pub const HEALTHCHECK_PATH_VAR: &str = "PAAS_HEALTHCHECK_PATH";
 
-/// The rule for a health check path, named after the config var (the value is not echoed:
-/// config values stay out of messages).
-pub(crate) fn check_health_path(path: &str) -> Result<()> {
-    crate::model::HealthPath::new(path)
-        .map(drop)
+/// The app's health check path from its config var, checked; the error names the var and the
+/// rule (never the value: config values stay out of messages).
+pub(crate) fn health_path_var(value: &str) -> Result<HealthPath> {
+    HealthPath::new(value)
         .map_err(|e| Error::invalid(format!("{HEALTHCHECK_PATH_VAR}: {}", e.message())))
 }
 
